@@ -1,0 +1,19 @@
+# vaar for reviewers: R + lavaan + semTools from Debian, vaar in a virtualenv, installed by the
+# same scripts/setup.sh that CI and `make` use.
+FROM python:3.11-slim-bookworm
+
+ENV VAAR_VENV=/opt/vaar/venv \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONUNBUFFERED=1
+WORKDIR /opt/vaar/src
+COPY . .
+RUN bash scripts/setup.sh \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 vaar \
+    && mkdir -p /work && chown vaar /work
+ENV PATH=/opt/vaar/venv/bin:$PATH
+USER vaar
+WORKDIR /work
+EXPOSE 8080
+ENTRYPOINT ["vaar"]
+CMD ["--help"]

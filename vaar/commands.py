@@ -1,0 +1,3 @@
+"""Click commands for the whole chain (validate, run); vaar/cli.py registers COMMANDS."""
+
+COMMANDS = []

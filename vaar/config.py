@@ -1,0 +1,150 @@
+"""The study configuration: one TOML file says which models answer which instruments, how often,
+with what history, and how the answers are analysed. Validated by pydantic; every error names
+the field and the problem."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from vaar.errors import ConfigError, format_validation_error
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(Strict):
+    """One LLM (one group in the SEM). `params` are generation parameters (temperature,
+    max_tokens, seed, top_p, ...) plus provider-specific settings, validated by the provider."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="group label in data and reports")
+    provider: str = Field(description="provider plugin: simulated, openai, anthropic, ...")
+    model: str | None = Field(None, description="the provider's model id (default: name)")
+    base_url: str | None = None
+    api_key_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="environment variable with the key"
+    )
+    params: dict = Field(default_factory=dict)
+    concurrency: int = Field(16, ge=1, le=4096, description="sessions in flight at once")
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        from vaar.collection.providers import known_providers
+
+        known = known_providers()
+        if value not in known:
+            raise ValueError(f"unknown provider {value!r} (known: {', '.join(sorted(known))})")
+        return value
+
+
+class HistorySpec(Strict):
+    """The bounded, history-carrying session: what earlier turns each new item sees."""
+
+    mode: Literal["session", "last_k", "instrument"] = Field(
+        "session", description="whole session, last k turns, or reset at each instrument"
+    )
+    last_k: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=64, description="drop oldest turns beyond this")
+
+    @model_validator(mode="after")
+    def _last_k_needs_k(self):
+        if self.mode == "last_k" and self.last_k is None:
+            raise ValueError("mode 'last_k' needs last_k (a number of turns)")
+        return self
+
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are taking part in a survey. Answer every question as yourself, with the number of the "
+    "response option that fits you best."
+)
+
+
+class SessionSpec(Strict):
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    items_per_turn: int = Field(1, ge=1, description="1 = one item per chat turn")
+    randomize_items: bool = Field(True, description="counterbalance item order per session")
+    max_reasks: int = Field(2, ge=0, le=10, description="corrective re-asks for unusable answers")
+    personas: str | None = Field(None, description="optional CSV of personas, one per session")
+    history: HistorySpec = HistorySpec()
+
+
+class AnalysisSpec(Strict):
+    estimator: Literal["MLR", "ML", "WLSMV"] = "MLR"
+    privacy_factors: Literal["instrument", "subscales"] = "instrument"
+    levels: list[Literal["configural", "metric", "scalar", "strict"]] = [
+        "configural",
+        "metric",
+        "scalar",
+        "strict",
+    ]
+    degenerate: Literal["drop_items", "exclude_group", "fail"] = "drop_items"
+    vaar_level: Literal["configural", "highest"] = "configural"
+    alpha: float = Field(0.05, gt=0, lt=1)
+    reference: str | None = Field(None, description="human reference file (default: built in)")
+    bootstrap: int = Field(0, ge=0, description="bootstrap draws for VAAR CIs (0 = off)")
+
+
+class Study(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    seed: int = 0
+    sessions_per_model: int = Field(ge=1)
+    instruments: list[str] = Field(min_length=1, description="ids, in the order administered")
+    output_dir: str | None = Field(None, description="default: reports/<name>")
+    session: SessionSpec = SessionSpec()
+    analysis: AnalysisSpec = AnalysisSpec()
+    models: list[ModelSpec] = Field(min_length=1)
+
+    @field_validator("instruments")
+    @classmethod
+    def _known_instruments(cls, ids: list[str]) -> list[str]:
+        from vaar.instruments import instrument_ids
+
+        known = instrument_ids()
+        unknown = [i for i in ids if i not in known and not i.endswith(".toml")]
+        if unknown:
+            raise ValueError(f"unknown instrument(s) {unknown} (known: {', '.join(known)})")
+        if len(set(ids)) != len(ids):
+            raise ValueError("an instrument is listed twice")
+        return ids
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: list[ModelSpec]) -> list[ModelSpec]:
+        names = [m.name for m in models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique; repeated: {dupes}")
+        return models
+
+    @property
+    def out_path(self) -> Path:
+        return Path(self.output_dir or f"reports/{self.name}")
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study TOML file; raise ConfigError naming every bad field."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such study file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_study(raw, source=str(path))
+
+
+def parse_study(raw: dict, source: str = "study") -> Study:
+    try:
+        return Study.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc)) from None

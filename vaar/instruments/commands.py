@@ -1,0 +1,3 @@
+"""Click commands of this stage; vaar/cli.py registers COMMANDS."""
+
+COMMANDS = []
