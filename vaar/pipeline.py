@@ -1,15 +1,24 @@
 """The whole chain for one study: collect -> tables -> lavaan -> VAAR -> report.
 
-Each step is a call into its own package; this module only sequences them and times them.
+Each step is a call into its own package; this module only sequences them, times them and
+records provenance, so `vaar run`, `vaar analyze` and the service share one path.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import platform
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from vaar import __version__
 from vaar.config import Study
 
 
@@ -29,3 +38,118 @@ class StudyResult:
     profiles: Any  # vaar.alignment profiles
     provenance: dict = field(default_factory=dict)  # versions, seeds, config, hashes
     timings: dict = field(default_factory=dict)  # stage -> seconds
+
+
+Echo = Callable[[str], None]
+
+
+@contextmanager
+def _stage(name: str, timings: dict, echo: Echo):
+    """Print a progress line per stage and record its wall time."""
+    echo(f"[vaar] {name} ...")
+    start = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - start, 3)
+    echo(f"[vaar] {name} done in {timings[name]:.1f} s")
+
+
+def data_hash(wide: pd.DataFrame) -> str:
+    """sha256 of the analysed wide table as CSV: the same bytes the reproduction bundle holds."""
+    return hashlib.sha256(wide.to_csv(index=False).encode()).hexdigest()
+
+
+def analyze_tables(
+    study: Study | None,
+    wide: pd.DataFrame,
+    instruments: list,
+    *,
+    long: pd.DataFrame | None = None,
+    collection: dict | None = None,
+    name: str | None = None,
+    echo: Echo = print,
+    timings: dict | None = None,
+) -> StudyResult:
+    """Fit the vaar model to one study's answers and score alignment (no collection, no report)."""
+    from vaar.alignment import align, load_reference, profiles
+    from vaar.data import score_items
+    from vaar.sem import build_vaar_model, fit_ladder
+
+    analysis = study.analysis if study else Study.model_fields["analysis"].default
+    timings = {} if timings is None else timings
+    with _stage("lavaan multi-group SEM", timings, echo):
+        model = build_vaar_model(instruments, privacy=analysis.privacy_factors)
+        scored = score_items(wide, instruments)
+        sem = fit_ladder(
+            scored,
+            model.syntax,
+            group="model",
+            estimator=analysis.estimator,
+            ordered=analysis.estimator == "WLSMV",
+            levels=list(analysis.levels),
+            degenerate=analysis.degenerate,
+        )
+    with _stage("VAAR and profiles", timings, echo):
+        reference = load_reference(analysis.reference)
+        alignment = align(
+            sem, model.paths, reference, level=analysis.vaar_level, alpha=analysis.alpha
+        )
+        profile = profiles(long, wide, instruments)
+    provenance = {
+        "vaar_version": __version__,
+        "python": platform.python_version(),
+        "r": dict(getattr(sem, "versions", {}) or {}),
+        "seed": study.seed if study else None,
+        "config": study.model_dump(mode="json") if study else None,
+        "instrument_hashes": {i.id: i.content_hash for i in instruments},
+        "data_sha256": data_hash(wide),
+    }
+    return StudyResult(
+        study=study,
+        name=name or (study.name if study else "analysis"),
+        instruments=instruments,
+        collection=collection or {},
+        long=long,
+        wide=wide,
+        model=model,
+        sem=sem,
+        alignment=alignment,
+        profiles=profile,
+        provenance=provenance,
+        timings=timings,
+    )
+
+
+def study_instruments(study: Study) -> list:
+    from vaar.instruments import load_instrument
+
+    return [load_instrument(i) for i in study.instruments]
+
+
+def run_study(study: Study, *, echo: Echo = print, progress: bool = True) -> Path:
+    """`vaar run`: collect (resuming any earlier partial run), analyse, write the report."""
+    from vaar.collection import collect
+    from vaar.data import long_table, wide_table
+    from vaar.report import write_report
+
+    timings: dict = {}
+    out = study.out_path
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / "collection.sqlite"
+    instruments = study_instruments(study)
+    with _stage("collect answers", timings, echo):
+        summary = asyncio.run(collect(study, store, progress=progress))
+    with _stage("build tables", timings, echo):
+        long = long_table(store)
+        wide = wide_table(long)
+    result = analyze_tables(
+        study,
+        wide,
+        instruments,
+        long=long,
+        collection=summary.to_dict() if hasattr(summary, "to_dict") else dict(summary),
+        echo=echo,
+        timings=timings,
+    )
+    with _stage("write report", timings, echo):
+        report = write_report(out, result)
+    return report
