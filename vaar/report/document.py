@@ -1,0 +1,296 @@
+"""One JSON-ready document per study (`estimates.json`). The HTML page, the CSV tables and the
+JSON file are all rendered from this one dict, so they can never disagree.
+
+This module only *collects and reshapes* numbers computed elsewhere (vaar.sem, vaar.alignment,
+vaar.collection); it never computes a statistic itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import pandas as pd
+
+from vaar import __version__
+from vaar.errors import VaarError
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_PATH = Path(__file__).with_name("estimates.schema.json")
+
+
+def plain(value: Any) -> Any:
+    """Turn pandas/numpy/pydantic/dataclass values into JSON-ready data (NaN and inf -> None)."""
+    if isinstance(value, pd.DataFrame):
+        return [plain(row) for row in value.to_dict("records")]
+    if isinstance(value, pd.Series):
+        return plain(value.to_dict())
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | np.ndarray):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool | str | int) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "model_dump"):
+        return plain(value.model_dump(mode="json"))
+    if is_dataclass(value) and not isinstance(value, type):
+        return plain(asdict(value))
+    if hasattr(value, "to_dict"):
+        return plain(value.to_dict())
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return str(value)
+
+
+def records(value: Any) -> list[dict]:
+    """Rows as a list of dicts, from a DataFrame, a list of dicts or a dict of columns."""
+    if value is None:
+        return []
+    if isinstance(value, pd.DataFrame):
+        return plain(value)
+    value = plain(value)
+    if isinstance(value, list):
+        return [row for row in value if isinstance(row, dict)]
+    if isinstance(value, dict) and value and all(isinstance(v, list) for v in value.values()):
+        return plain(pd.DataFrame(value))
+    return []
+
+
+def _part(obj: Any, as_dict: dict, *names: str) -> Any:
+    """A named part of a result object: its to_dict() entry if present, else the attribute;
+    the first of `names` that exists."""
+    for name in names:
+        value = as_dict[name] if name in as_dict else getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _as_dict(obj: Any) -> dict:
+    if obj is None:
+        return {}
+    if isinstance(obj, dict):
+        return obj
+    if hasattr(obj, "to_dict"):
+        out = obj.to_dict()
+        return out if isinstance(out, dict) else {}
+    return {}
+
+
+def _instrument(inst: Any) -> dict:
+    return {
+        "id": inst.id,
+        "title": inst.title,
+        "short_title": inst.short_title,
+        "role": inst.role,
+        "citation": inst.citation,
+        "provenance": getattr(inst, "provenance", ""),
+        "vaar_own": bool(getattr(inst, "vaar_own", False)),
+        "n_items": len(inst.items),
+        "scale_min": inst.scale_min,
+        "scale_max": inst.scale_max,
+        "factors": list(dict.fromkeys(inst.factors)),
+        "content_hash": inst.content_hash,
+    }
+
+
+def _study(result: Any) -> dict:
+    study = result.study
+    wide = result.wide
+    models = [str(m) for m in pd.unique(wide["model"])] if "model" in wide else []
+    out = {
+        "name": result.name,
+        "description": study.description if study else "",
+        "seed": study.seed if study else None,
+        "models": [m.name for m in study.models] if study else models,
+        "sessions_per_model": study.sessions_per_model if study else None,
+        "n_sessions": int(len(wide)),
+        "estimator": None,
+        "levels": [],
+        "vaar_level": None,
+        "alpha": None,
+        "history": plain(study.session.history) if study else None,
+        "items_per_turn": study.session.items_per_turn if study else None,
+    }
+    if study:
+        a = study.analysis
+        out.update(estimator=a.estimator, levels=list(a.levels), vaar_level=a.vaar_level)
+        out["alpha"] = a.alpha
+    return out
+
+
+def _collection(result: Any) -> list[dict]:
+    """Per-model collection rows; counted from the tables when no collection summary exists."""
+    raw = plain(result.collection or {})
+    rows: list[dict] = []
+    per_model = raw.get("models", raw) if isinstance(raw, dict) else raw
+    if isinstance(per_model, dict):
+        rows = [{"model": k, **v} for k, v in per_model.items() if isinstance(v, dict)]
+    elif isinstance(per_model, list):
+        rows = [r for r in per_model if isinstance(r, dict) and "model" in r]
+    if rows:
+        return rows
+    # No collection summary (analysis of a file): count sessions and answer statuses.
+    wide = result.wide
+    counts = wide.groupby("model", sort=False).size() if "model" in wide else pd.Series()
+    valid = {}
+    if result.long is not None and "status" in result.long:
+        valid = (result.long["status"] == "ok").groupby(result.long["model"], sort=False).mean()
+    return [
+        {"model": str(m), "sessions": int(n), "valid_rate": plain(valid.get(m))}
+        for m, n in counts.items()
+    ]
+
+
+def _model_syntax(model: Any) -> dict:
+    if model is None:
+        return {"syntax": "", "paths": []}
+    if isinstance(model, str):
+        return {"syntax": model, "paths": []}
+    paths = [
+        {"lhs": p.lhs, "rhs": p.rhs, "role": p.role} if hasattr(p, "lhs") else plain(p)
+        for p in getattr(model, "paths", []) or []
+    ]
+    return {"syntax": getattr(model, "syntax", "") or "", "paths": paths}
+
+
+def _diagnostics(raw: Any) -> dict:
+    raw = plain(raw) or {}
+    if not isinstance(raw, dict):
+        raw = {"warnings": raw if isinstance(raw, list) else [str(raw)]}
+    out = {key: raw.get(key, []) for key in ("dropped_items", "excluded_groups", "warnings")}
+    out["errors"] = raw.get("errors", [])
+    extra = {k: v for k, v in raw.items() if k not in out}
+    out["other"] = extra
+    return out
+
+
+def _reference_rows(reference: Any, paths: list[dict]) -> list[dict]:
+    """The expected sign of each fitted structural path, with the reference's rationale."""
+    if reference is None:
+        return []
+    if not hasattr(reference, "lookup"):
+        return records(reference)
+    rows = []
+    for path in paths:
+        try:
+            entry = reference.lookup((path["lhs"], path["rhs"], path.get("role") or ""))
+        except VaarError:
+            continue
+        rows.append(
+            {
+                "lhs": path["lhs"],
+                "rhs": path["rhs"],
+                "role": path.get("role"),
+                "expected_sign": entry.sign,
+                "rationale": entry.rationale,
+                "citations": "; ".join(entry.citations),
+            }
+        )
+    return rows
+
+
+def _alignment(result: Any, paths: list[dict]) -> dict | None:
+    alignment = result.alignment
+    if alignment is None:
+        return None
+    d = _as_dict(alignment)
+    reference = getattr(alignment, "reference", None)  # the live object, for lookup()
+    if reference is None:
+        reference = d.get("reference")
+    return {
+        "level": plain(_part(alignment, d, "level")),
+        "alpha": plain(_part(alignment, d, "alpha")),
+        "scores": records(_part(alignment, d, "scores")),
+        "path_evidence": records(_part(alignment, d, "path_evidence", "evidence")),
+        "reference": _reference_rows(reference, paths),
+        "reference_source": plain(getattr(reference, "source", None) or ""),
+        "bootstrap": plain(_part(alignment, d, "bootstrap")),
+    }
+
+
+def _profiles(result: Any) -> list[dict]:
+    profiles = result.profiles
+    if isinstance(profiles, pd.DataFrame | list) or profiles is None:
+        return records(profiles)
+    d = _as_dict(profiles)
+    for key in ("table", "profiles", "summary", "scores"):
+        rows = records(_part(profiles, d, key))
+        if rows:
+            return rows
+    return []
+
+
+def _reliability(result: Any) -> list[dict]:
+    for source in (result.sem, result.profiles, result.alignment):
+        if source is None or isinstance(source, pd.DataFrame | list):
+            continue
+        rows = records(_part(source, _as_dict(source), "reliability"))
+        if rows:
+            return rows
+    return []
+
+
+def build_estimates(result: Any) -> dict:
+    """The one document everything else is rendered from; validated against the schema."""
+    sem = result.sem
+    sem_d = _as_dict(sem)
+    estimates = records(_part(sem, sem_d, "estimates"))
+    model = _model_syntax(result.model)
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "generated": {
+            "by": f"vaar {__version__}",
+            "utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+        "study": _study(result),
+        "instruments": [_instrument(i) for i in result.instruments],
+        "collection": _collection(result),
+        "model": model,
+        "invariance": {
+            "fits": records(_part(sem, sem_d, "fits")),
+            "comparisons": records(_part(sem, sem_d, "comparisons")),
+            "decision": plain(_part(sem, sem_d, "decision")) or {},
+        },
+        "estimates": estimates,
+        "structural": [row for row in estimates if row.get("op") == "~"],
+        "alignment": _alignment(result, model["paths"]),
+        "profiles": _profiles(result),
+        "reliability": _reliability(result),
+        "diagnostics": _diagnostics(_part(sem, sem_d, "diagnostics")),
+        "provenance": plain(result.provenance or {}),
+        "timings": plain(result.timings or {}),
+    }
+    study = doc["study"]
+    if study["estimator"] is None:
+        study["estimator"] = plain(sem_d.get("estimator", getattr(sem, "estimator", None)))
+        study["levels"] = [row.get("level") for row in doc["invariance"]["fits"]]
+    validate_estimates(doc)
+    return doc
+
+
+@cache
+def load_schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def validate_estimates(doc: dict) -> None:
+    """Raise VaarError naming the first schema violation (path and message)."""
+    validator = jsonschema.Draft202012Validator(load_schema())
+    error = next(iter(sorted(validator.iter_errors(doc), key=lambda e: list(e.path))), None)
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise VaarError(f"estimates.json does not match its schema at {where}: {error.message}")

@@ -1,0 +1,224 @@
+"""Render the self-contained HTML report from the estimates document and lavaan's text output.
+
+Jinja2 with autoescape on for every template: model answers, model names, file names and config
+values are all text from LLMs or users, so nothing reaches the page unescaped. The only markup
+inserted as-is are the SVG plots that matplotlib writes (it escapes the text inside them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from vaar.report import plots
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+FIT_COLUMNS = [
+    ("level", "Level"),
+    ("converged", "Converged"),
+    ("npar", "npar"),
+    ("chisq_scaled", "χ² (scaled)"),
+    ("df_scaled", "df"),
+    ("pvalue_scaled", "p"),
+    ("cfi_robust", "CFI (robust)"),
+    ("tli_robust", "TLI (robust)"),
+    ("rmsea_robust", "RMSEA (robust)"),
+    ("srmr", "SRMR"),
+    ("cfi", "CFI"),
+    ("rmsea", "RMSEA"),
+    ("aic", "AIC"),
+    ("bic", "BIC"),
+]
+STRUCTURAL_COLUMNS = [
+    ("group", "Model"),
+    ("path", "Path"),
+    ("est", "Estimate"),
+    ("se", "SE"),
+    ("z", "z"),
+    ("pvalue", "p"),
+    ("ci", "95% CI"),
+    ("std_all", "Std. (all)"),
+]
+VAAR_COLUMNS = [
+    ("rank", "Rank"),
+    ("model", "Model"),
+    ("vaar_soft", "VAAR soft"),
+    ("vaar_soft_ci", "95% CI"),
+    ("vaar_hard", "VAAR hard"),
+    ("vaar_logloss", "VAAR log-loss"),
+    ("n_paths", "Paths"),
+]
+EVIDENCE_COLUMNS = [
+    ("model", "Model"),
+    ("path", "Path"),
+    ("expected_sign", "Expected sign"),
+    ("est", "Estimate"),
+    ("se", "SE"),
+    ("pvalue", "p"),
+    ("evidence", "Sign evidence Φ(s·β/SE)"),
+]
+
+
+def fmt(value, digits: int = 3) -> str:
+    """Numbers for people: fixed decimals, '—' for missing, integers as integers."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "—"
+        if value.is_integer() and abs(value) >= 1000:
+            return f"{value:.0f}"
+        if value != 0 and abs(value) < 10 ** (-digits):
+            return f"{value:.1e}"
+        return f"{value:.{digits}f}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def fmt_p(value) -> str:
+    if isinstance(value, float) and math.isfinite(value) and value < 0.001:
+        return "< .001"
+    return fmt(value)
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["fmt"] = fmt
+    env.filters["fmt_p"] = fmt_p
+    return env
+
+
+def _ci(row: dict, lower: str, upper: str) -> str:
+    lo, hi = row.get(lower), row.get(upper)
+    return f"[{fmt(lo)}, {fmt(hi)}]" if lo is not None and hi is not None else "—"
+
+
+def _vaar_ci_keys(rows: list[dict]) -> tuple[str, str]:
+    """The interval columns for VAAR soft, whatever the alignment stage called them."""
+    keys = set().union(*(r.keys() for r in rows)) if rows else set()
+    for lo, hi in [
+        ("vaar_soft_ci_lower", "vaar_soft_ci_upper"),
+        ("vaar_soft_lower", "vaar_soft_upper"),
+        ("vaar_soft_lo", "vaar_soft_hi"),
+        ("ci_lower", "ci_upper"),
+    ]:
+        if lo in keys and hi in keys:
+            return lo, hi
+    return "vaar_soft_ci_lower", "vaar_soft_ci_upper"
+
+
+def structural_level(doc: dict) -> str | None:
+    """The level whose structural paths VAAR scores (falls back to the first fitted level)."""
+    alignment = doc.get("alignment") or {}
+    levels = [r["level"] for r in doc["structural"]]
+    if alignment.get("level") in levels:
+        return alignment["level"]
+    return levels[0] if levels else None
+
+
+def view(doc: dict) -> dict:
+    """Everything the template shows, derived from the document (formatting, ranking, plots)."""
+    study = doc["study"]
+    models = study["models"]
+    level = structural_level(doc)
+    structural = [dict(r, path=f"{r['lhs']} ~ {r['rhs']}") for r in doc["structural"]]
+    structural = [dict(r, ci=_ci(r, "ci_lower", "ci_upper")) for r in structural]
+    shown = [r for r in structural if r["level"] == level]
+    alignment = doc["alignment"]
+    scores, evidence, lo, hi = [], [], "", ""
+    if alignment:
+        lo, hi = _vaar_ci_keys(alignment["scores"])
+        ranked = sorted(
+            alignment["scores"],
+            key=lambda r: -r["vaar_soft"] if r.get("vaar_soft") is not None else math.inf,
+        )
+        scores = [dict(r, rank=i + 1, vaar_soft_ci=_ci(r, lo, hi)) for i, r in enumerate(ranked)]
+        evidence = [dict(r, path=f"{r['lhs']} ~ {r['rhs']}") for r in alignment["path_evidence"]]
+    profile_rows, scales = profile_series(doc)
+    fits = doc["invariance"]["fits"]
+    return {
+        "doc": doc,
+        "study": study,
+        "level": level,
+        "fit_columns": [c for c in FIT_COLUMNS if any(c[0] in r for r in fits)],
+        "structural_columns": STRUCTURAL_COLUMNS,
+        "structural": shown,
+        "vaar_columns": VAAR_COLUMNS,
+        "scores": scores,
+        "evidence_columns": EVIDENCE_COLUMNS,
+        "evidence": evidence,
+        "columns_of": columns_of,
+        "plots": {
+            "forest": plots.forest_plot(
+                shown, models, f"Structural paths per model ({level} model)"
+            ),
+            "vaar": plots.ranked_plot(
+                scores, "vaar_soft", lo, hi, "VAAR (soft) per model", "VAAR soft (0 to 1)"
+            )
+            if scores
+            else None,
+            "profiles": plots.profile_plot(
+                profile_rows, models, scales, "Privacy-PSA-AoDS profiles per model"
+            ),
+        },
+    }
+
+
+def profile_series(doc: dict) -> tuple[list[dict], list[tuple]]:
+    """Profile rows as (model, scale, mean, lower, upper) plus the scales with their ranges.
+
+    The scale of a row is its instrument id (or factor); the range comes from the instrument.
+    """
+    by_id = {i["id"]: i for i in doc["instruments"]}
+    by_factor = {f: i for i in doc["instruments"] for f in i["factors"]}
+    rows, scales = [], {}
+    for row in doc["profiles"]:
+        key = row.get("instrument") or row.get("scale") or row.get("factor")
+        mean = row.get("mean", row.get("score"))
+        if key is None or mean is None or "model" not in row:
+            continue
+        inst = by_id.get(key) or by_factor.get(key) or {}
+        label = inst.get("short_title") or key if key in by_id else key
+        scales.setdefault(key, (key, label, inst.get("scale_min"), inst.get("scale_max")))
+        lower = row.get("ci_lower", row.get("lower"))
+        upper = row.get("ci_upper", row.get("upper"))
+        rows.append(
+            {"model": row["model"], "scale": key, "mean": mean, "lower": lower, "upper": upper}
+        )
+    return rows, list(scales.values())
+
+
+def columns_of(rows: list[dict]) -> list[tuple[str, str]]:
+    """All keys of a list of rows, in first-seen order, as (key, header)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return [(k, k.replace("_", " ")) for k in keys]
+
+
+def render_html(doc: dict, lavaan_output: dict | None = None) -> str:
+    """The report page: one HTML file with inline CSS and SVG, no scripts, no external URLs."""
+    template = _environment().get_template("report.html.j2")
+    context = view(doc)
+    context["plots"] = {k: Markup(v) if v else None for k, v in context["plots"].items()}
+    context["lavaan_output"] = {str(k): str(v) for k, v in (lavaan_output or {}).items()}
+    return template.render(**context)
+
+
+def render_index(title: str, entries: list[dict]) -> str:
+    """The batch index: one row per study with a link to its report or its error."""
+    return _environment().get_template("index.html.j2").render(title=title, entries=entries)

@@ -1,0 +1,82 @@
+"""Write one study's report folder: index.html, estimates.json (+ its schema), CSV tables and the
+reproduction bundle. All outputs come from the same estimates document."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from vaar.errors import VaarError
+from vaar.report.document import SCHEMA_PATH, build_estimates, plain
+from vaar.report.html import render_html
+
+# CSV file name -> where its rows live in the estimates document
+CSV_TABLES = {
+    "estimates.csv": ("estimates",),
+    "fits.csv": ("invariance", "fits"),
+    "comparisons.csv": ("invariance", "comparisons"),
+    "vaar.csv": ("alignment", "scores"),
+    "path_evidence.csv": ("alignment", "path_evidence"),
+    "profiles.csv": ("profiles",),
+    "reliability.csv": ("reliability",),
+    "collection.csv": ("collection",),
+}
+
+
+def _rows(doc: dict, keys: tuple[str, ...]) -> list[dict]:
+    value = doc
+    for key in keys:
+        value = (value or {}).get(key)
+    return value or []
+
+
+def write_tables(out_dir: Path, doc: dict) -> list[Path]:
+    """One CSV per non-empty table of the document; nested values are written as JSON text."""
+    written = []
+    for name, keys in CSV_TABLES.items():
+        rows = _rows(doc, keys)
+        if not rows:
+            continue
+        frame = pd.DataFrame(rows)
+        for column in frame.columns:
+            if frame[column].map(lambda v: isinstance(v, dict | list)).any():
+                frame[column] = frame[column].map(
+                    lambda v: json.dumps(v) if isinstance(v, dict | list) else v
+                )
+        path = out_dir / name
+        frame.to_csv(path, index=False)
+        written.append(path)
+    return written
+
+
+def write_bundle(out_dir: Path, result) -> Path | None:
+    """The reproduction bundle (data + R script) from vaar.sem, in `out_dir/bundle`."""
+    from vaar import sem
+
+    writer = getattr(sem, "write_bundle", None)
+    if writer is None:  # vaar.sem without bundles: say so in the report folder, do not pretend
+        return None
+    return writer(out_dir / "bundle", result)
+
+
+def write_report(out_dir: str | Path, result) -> Path:
+    """Write the whole report folder for one analysed study and return the index.html path."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VaarError(f"cannot create report folder {out_dir}: {exc.strerror}") from None
+    doc = build_estimates(result)
+    (out_dir / "estimates.json").write_text(
+        json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8"
+    )
+    shutil.copyfile(SCHEMA_PATH, out_dir / SCHEMA_PATH.name)
+    write_tables(out_dir, doc)
+    write_bundle(out_dir, result)
+    lavaan_output = plain(getattr(result.sem, "lavaan_output", None) or {})
+    index = out_dir / "index.html"
+    index.write_text(render_html(doc, lavaan_output), encoding="utf-8")
+    return index
