@@ -12,7 +12,7 @@ RUN bash scripts/setup.sh \
     && useradd --create-home --uid 10001 vaar \
     && mkdir -p /work && chown vaar /work
 ENV PATH=/opt/vaar/venv/bin:$PATH
-USER vaar
+USER 10001
 WORKDIR /work
 EXPOSE 8080
 ENTRYPOINT ["vaar"]

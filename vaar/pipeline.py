@@ -120,9 +120,11 @@ def analyze_tables(
 
 
 def study_instruments(study: Study) -> list:
-    from vaar.instruments import load_instrument
+    from vaar.instruments import check_unique_item_ids, load_instrument
 
-    return [load_instrument(i) for i in study.instruments]
+    instruments = [load_instrument(i) for i in study.instruments]
+    check_unique_item_ids(instruments)  # item ids become wide-table columns: no clashes
+    return instruments
 
 
 def run_study(study: Study, *, echo: Echo = print, progress: bool = True) -> Path:
