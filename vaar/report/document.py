@@ -222,26 +222,32 @@ def _alignment(result: Any, paths: list[dict]) -> dict | None:
     }
 
 
-def _profiles(result: Any) -> list[dict]:
+RELIABILITY_COLUMNS = ("model", "instrument", "factor", "n_items", "n_sessions", "alpha", "omega")
+
+
+def _profiles(result: Any) -> dict:
+    """Profile rows (model x instrument, factor "*" = whole instrument) and their stability."""
     profiles = result.profiles
-    if isinstance(profiles, pd.DataFrame | list) or profiles is None:
-        return records(profiles)
+    if profiles is None or isinstance(profiles, pd.DataFrame | list):
+        return {"table": records(profiles), "stability": []}
     d = _as_dict(profiles)
-    for key in ("table", "profiles", "summary", "scores"):
-        rows = records(_part(profiles, d, key))
-        if rows:
-            return rows
-    return []
+    return {
+        "table": records(_part(profiles, d, "table")),
+        "stability": records(_part(profiles, d, "stability")),
+    }
 
 
-def _reliability(result: Any) -> list[dict]:
-    for source in (result.sem, result.profiles, result.alignment):
-        if source is None or isinstance(source, pd.DataFrame | list):
-            continue
-        rows = records(_part(source, _as_dict(source), "reliability"))
-        if rows:
-            return rows
-    return []
+def _reliability(result: Any, profile_rows: list[dict]) -> list[dict]:
+    """Reliability rows: from vaar.sem if it reports them, else the profiles' alpha/omega."""
+    sem = result.sem
+    rows = records(_part(sem, _as_dict(sem), "reliability")) if sem is not None else []
+    if rows:
+        return rows
+    keep = [r for r in profile_rows if "alpha" in r or "omega" in r]
+    return [
+        {k: r.get(k) for k in (*RELIABILITY_COLUMNS, "note") if k in r or k in ("alpha", "omega")}
+        for r in keep
+    ]
 
 
 def build_estimates(result: Any) -> dict:
@@ -250,6 +256,7 @@ def build_estimates(result: Any) -> dict:
     sem_d = _as_dict(sem)
     estimates = records(_part(sem, sem_d, "estimates"))
     model = _model_syntax(result.model)
+    profiles = _profiles(result)
     doc = {
         "schema_version": SCHEMA_VERSION,
         "generated": {
@@ -268,8 +275,8 @@ def build_estimates(result: Any) -> dict:
         "estimates": estimates,
         "structural": [row for row in estimates if row.get("op") == "~"],
         "alignment": _alignment(result, model["paths"]),
-        "profiles": _profiles(result),
-        "reliability": _reliability(result),
+        "profiles": profiles,
+        "reliability": _reliability(result, profiles["table"]),
         "diagnostics": _diagnostics(_part(sem, sem_d, "diagnostics")),
         "provenance": plain(result.provenance or {}),
         "timings": plain(result.timings or {}),

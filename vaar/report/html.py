@@ -53,6 +53,29 @@ VAAR_COLUMNS = [
     ("vaar_logloss", "VAAR log-loss"),
     ("n_paths", "Paths"),
 ]
+PROFILE_COLUMNS = [
+    ("model", "Model"),
+    ("instrument", "Instrument"),
+    ("factor", "Factor"),
+    ("n_items", "Items"),
+    ("n_sessions", "Sessions"),
+    ("mean", "Mean"),
+    ("sd", "SD"),
+]
+STYLE_COLUMNS = [
+    ("model", "Model"),
+    ("instrument", "Instrument"),
+    ("factor", "Factor"),
+    ("acquiescence", "Acquiescence (POMP)"),
+    ("extreme", "Extreme answers"),
+    ("straightlining", "Straight-lining"),
+    ("invalid_share", "Invalid"),
+    ("refused_share", "Refused"),
+    ("error_share", "Errors"),
+    ("position_r", "Position r"),
+    ("split_half_diff", "Split-half |Δ|"),
+    ("note", "Note"),
+]
 EVIDENCE_COLUMNS = [
     ("model", "Model"),
     ("path", "Path"),
@@ -152,6 +175,7 @@ def view(doc: dict) -> dict:
         evidence = [dict(r, path=f"{r['lhs']} ~ {r['rhs']}") for r in alignment["path_evidence"]]
     profile_rows, scales = profile_series(doc)
     fits = doc["invariance"]["fits"]
+    profile_table = doc["profiles"]["table"]
     return {
         "doc": doc,
         "study": study,
@@ -164,6 +188,8 @@ def view(doc: dict) -> dict:
         "evidence_columns": EVIDENCE_COLUMNS,
         "evidence": evidence,
         "columns_of": columns_of,
+        "profile_columns": PROFILE_COLUMNS,
+        "style_columns": [c for c in STYLE_COLUMNS if any(c[0] in r for r in profile_table)],
         "plots": {
             "forest": plots.forest_plot(
                 shown, models, f"Structural paths per model ({level} model)"
@@ -181,27 +207,30 @@ def view(doc: dict) -> dict:
 
 
 def profile_series(doc: dict) -> tuple[list[dict], list[tuple]]:
-    """Profile rows as (model, scale, mean, lower, upper) plus the scales with their ranges.
-
-    The scale of a row is its instrument id (or factor); the range comes from the instrument.
-    """
-    by_id = {i["id"]: i for i in doc["instruments"]}
-    by_factor = {f: i for i in doc["instruments"] for f in i["factors"]}
-    rows, scales = [], {}
-    for row in doc["profiles"]:
-        key = row.get("instrument") or row.get("scale") or row.get("factor")
-        mean = row.get("mean", row.get("score"))
-        if key is None or mean is None or "model" not in row:
+    """Whole-instrument profile rows as (model, scale, mean, mean - sd, mean + sd), and the
+    instruments as scales with their response ranges, in the order administered."""
+    rows = []
+    for row in doc["profiles"]["table"]:
+        if row.get("factor") not in (None, "*") or row.get("mean") is None:
             continue
-        inst = by_id.get(key) or by_factor.get(key) or {}
-        label = inst.get("short_title") or key if key in by_id else key
-        scales.setdefault(key, (key, label, inst.get("scale_min"), inst.get("scale_max")))
-        lower = row.get("ci_lower", row.get("lower"))
-        upper = row.get("ci_upper", row.get("upper"))
+        sd = row.get("sd")
+        spread = sd is not None
         rows.append(
-            {"model": row["model"], "scale": key, "mean": mean, "lower": lower, "upper": upper}
+            {
+                "model": row["model"],
+                "scale": row["instrument"],
+                "mean": row["mean"],
+                "lower": row["mean"] - sd if spread else None,
+                "upper": row["mean"] + sd if spread else None,
+            }
         )
-    return rows, list(scales.values())
+    present = {r["scale"] for r in rows}
+    scales = [
+        (i["id"], i.get("short_title") or i["id"], i.get("scale_min"), i.get("scale_max"))
+        for i in doc["instruments"]
+        if i["id"] in present
+    ]
+    return rows, scales
 
 
 def columns_of(rows: list[dict]) -> list[tuple[str, str]]:

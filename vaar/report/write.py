@@ -20,7 +20,8 @@ CSV_TABLES = {
     "comparisons.csv": ("invariance", "comparisons"),
     "vaar.csv": ("alignment", "scores"),
     "path_evidence.csv": ("alignment", "path_evidence"),
-    "profiles.csv": ("profiles",),
+    "profiles.csv": ("profiles", "table"),
+    "profile_stability.csv": ("profiles", "stability"),
     "reliability.csv": ("reliability",),
     "collection.csv": ("collection",),
 }
@@ -30,7 +31,7 @@ def _rows(doc: dict, keys: tuple[str, ...]) -> list[dict]:
     value = doc
     for key in keys:
         value = (value or {}).get(key)
-    return value or []
+    return value if isinstance(value, list) else []
 
 
 def write_tables(out_dir: Path, doc: dict) -> list[Path]:
