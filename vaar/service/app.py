@@ -1,0 +1,387 @@
+"""The aiohttp application: routes, and the middlewares that make it safe to expose.
+
+Middlewares, outermost first: security headers; errors as JSON (never a traceback);
+per-client rate limits; the optional bearer token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+from aiohttp import web
+from aiolimiter import AsyncLimiter
+
+from vaar import __version__
+from vaar.errors import VaarError
+from vaar.service import uploads
+from vaar.service.jobs import INPUT_FILE, REPORT_DIR
+from vaar.service.openapi import openapi_spec
+from vaar.service.runner import JOB_FUNCTION, WARMUP, JobRunner
+from vaar.service.settings import ServiceSettings
+from vaar.service.store import DONE, JobStore, new_job_id
+from vaar.service.worker import JobFailed, WorkerLost
+
+log = logging.getLogger("vaar.service")
+STATIC = Path(__file__).with_name("static")
+JOB_ID = r"{job_id:[0-9a-f]{32}}"
+TOKEN_COOKIE = "vaar_token"
+PUBLIC_API = ("/api/health", "/api/openapi.json", "/api/session")
+
+SETTINGS = web.AppKey("settings", ServiceSettings)
+STORE = web.AppKey("store", JobStore)
+RUNNER = web.AppKey("runner", JobRunner)
+LIMITS = web.AppKey("limits", "RateLimits")
+
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+# Reports are self-contained (inline CSS, inline SVG/PNG, no scripts). `sandbox` gives them an
+# opaque origin, so even a value that slipped past escaping could not reach the API or cookies.
+REPORT_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox allow-popups"
+)
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+class ApiError(VaarError):
+    def __init__(self, status: int, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+
+
+# middlewares ---------------------------------------------------------------------------------
+@web.middleware
+async def security_headers(request: web.Request, handler):
+    response = await handler(request)
+    response.headers.setdefault("Content-Security-Policy", API_CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def error_response(status: int, message: str, headers: dict | None = None) -> web.Response:
+    return web.json_response({"error": message, "status": status}, status=status, headers=headers)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler):
+    """Every error is `{"error": message}`; unexpected ones are logged, never sent."""
+    try:
+        return await handler(request)
+    except (ApiError, uploads.UploadError) as exc:
+        return error_response(exc.status, str(exc), getattr(exc, "headers", None))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = {404: "not found", 405: f"method {request.method} not allowed here"}.get(
+            exc.status, exc.reason
+        )
+        return error_response(
+            exc.status,
+            message,
+            {"Allow": exc.headers.get("Allow", "")} if exc.status == 405 else None,
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(500, "internal server error; the server log has the details")
+
+
+class RateLimits:
+    """Token buckets per client address: one for all API requests, one for uploads."""
+
+    def __init__(self, settings: ServiceSettings, max_clients: int = 10000):
+        self.settings = settings
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[tuple[str, str], AsyncLimiter] = OrderedDict()
+
+    async def take(self, client: str, kind: str) -> None:
+        per_minute = (
+            self.settings.uploads_per_minute
+            if kind == "upload"
+            else self.settings.requests_per_minute
+        )
+        key = (client, kind)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = AsyncLimiter(per_minute, 60)
+            if len(self._buckets) > self.max_clients:
+                self._buckets.popitem(last=False)
+        self._buckets.move_to_end(key)
+        if not bucket.has_capacity():
+            what = "uploads" if kind == "upload" else "requests"
+            raise ApiError(
+                429,
+                f"rate limit: at most {per_minute:g} {what} per minute per client; retry later",
+                {"Retry-After": str(max(1, round(60 / per_minute)))},
+            )
+        await bucket.acquire()
+
+
+@web.middleware
+async def rate_limit(request: web.Request, handler):
+    if request.path.startswith("/api/"):
+        limits = request.app[LIMITS]
+        client = request.remote or "unknown"
+        await limits.take(client, "request")
+        if request.method == "POST" and request.path == "/api/analyses":
+            await limits.take(client, "upload")
+    return await handler(request)
+
+
+def _presented_token(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.cookies.get(TOKEN_COOKIE)
+
+
+@web.middleware
+async def bearer_auth(request: web.Request, handler):
+    token = request.app[SETTINGS].token
+    if token and request.path.startswith("/api/") and request.path not in PUBLIC_API:
+        presented = _presented_token(request)
+        if presented is None or not hmac.compare_digest(presented.encode(), token.encode()):
+            raise ApiError(
+                401,
+                "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
+                {"WWW-Authenticate": 'Bearer realm="vaar"'},
+            )
+    return await handler(request)
+
+
+# handlers ------------------------------------------------------------------------------------
+def _job_url(request: web.Request, job_id: str) -> str:
+    return f"/api/analyses/{job_id}"
+
+
+def job_view(request: web.Request, job) -> dict:
+    base = _job_url(request, job.id)
+    view = {
+        "id": job.id,
+        "status": job.status,
+        "stage": job.stage,
+        "progress": round(job.progress, 3),
+        "error": job.error,
+        "created": _iso(job.created),
+        "started": _iso(job.started),
+        "finished": _iso(job.finished),
+        "input": {k: job.spec.get(k) for k in ("kind", "filename", "group", "rows", "groups")},
+        "summary": job.summary,
+        "links": {"self": base},
+    }
+    if job.status == DONE:
+        view["links"].update(
+            report=f"{base}/report", estimates=f"{base}/estimates", bundle=f"{base}/bundle"
+        )
+    return view
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+async def create_analysis(request: web.Request) -> web.Response:
+    settings, store, runner = request.app[SETTINGS], request.app[STORE], request.app[RUNNER]
+    upload = await uploads.read_upload(request, settings.max_upload_bytes)
+    checked = await asyncio.to_thread(uploads.check_upload, upload)
+    if checked.model:
+        try:
+            observed = await runner.check({"syntax": checked.model})
+        except JobFailed as exc:
+            raise uploads.unprocessable(str(exc)) from None
+        except WorkerLost as exc:
+            raise ApiError(503, f"cannot check the model now: {exc}; retry later") from None
+        uploads.check_model_variables(checked.table, checked.group, observed)
+    if runner.queue.qsize() >= settings.queue_limit:
+        raise ApiError(503, "the job queue is full; retry later", {"Retry-After": "30"})
+    job_id = new_job_id()
+    job_dir = runner.job_dir(job_id)
+    await asyncio.to_thread(_write_input, job_dir, checked)
+    job = store.add(job_id, client=request.remote or "", spec=checked.spec())
+    runner.submit(job_id)
+    return web.json_response(
+        job_view(request, job), status=202, headers={"Location": _job_url(request, job_id)}
+    )
+
+
+def _write_input(job_dir: Path, checked: uploads.CheckedUpload) -> None:
+    job_dir.mkdir(parents=True)
+    checked.table.to_csv(job_dir / INPUT_FILE, index=False)
+    if checked.model:
+        (job_dir / "model.lav").write_text(checked.model, encoding="utf-8")
+    if checked.study_text:
+        (job_dir / "study.toml").write_text(checked.study_text, encoding="utf-8")
+
+
+def _job(request: web.Request):
+    job = request.app[STORE].get(request.match_info["job_id"])
+    if job is None:
+        raise ApiError(404, f"no analysis with id {request.match_info['job_id']}")
+    return job
+
+
+def _finished_file(request: web.Request, name: str) -> Path:
+    job = _job(request)
+    if job.status != DONE:
+        detail = f": {job.error}" if job.error else ""
+        raise ApiError(409, f"analysis {job.id} is {job.status}{detail}; no {name} yet")
+    return request.app[RUNNER].job_dir(job.id)
+
+
+async def get_analysis(request: web.Request) -> web.Response:
+    return web.json_response(job_view(request, _job(request)))
+
+
+async def list_analyses(request: web.Request) -> web.Response:
+    jobs = request.app[STORE].list(limit=100)
+    return web.json_response({"analyses": [job_view(request, j) for j in jobs]})
+
+
+async def delete_analysis(request: web.Request) -> web.Response:
+    """Cancel a queued or running job; delete a finished one and its files."""
+    job = _job(request)
+    runner = request.app[RUNNER]
+    if not job.is_finished and runner.cancel(job.id):
+        return web.json_response(job_view(request, request.app[STORE].get(job.id)))
+    runner.remove(job.id)
+    return web.Response(status=204)
+
+
+async def get_report(request: web.Request) -> web.Response:
+    path = _finished_file(request, "report") / REPORT_DIR / "index.html"
+    html = await asyncio.to_thread(path.read_bytes)
+    return web.Response(
+        body=html,
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Content-Security-Policy": REPORT_CSP},
+    )
+
+
+async def get_estimates(request: web.Request) -> web.Response:
+    path = _finished_file(request, "estimates") / REPORT_DIR / "estimates.json"
+    body = await asyncio.to_thread(path.read_bytes)
+    return web.Response(body=body, content_type="application/json")
+
+
+async def get_bundle(request: web.Request) -> web.Response:
+    job_dir = _finished_file(request, "bundle")
+    archive = await asyncio.to_thread(bundle_zip, job_dir)
+    return web.FileResponse(
+        archive,
+        headers={
+            "Content-Type": "application/zip",
+            "Content-Disposition": f'attachment; filename="vaar-{job_dir.name}.zip"',
+        },
+    )
+
+
+def bundle_zip(job_dir: Path) -> Path:
+    """The report directory (HTML, estimates.json, CSV tables, reproduction bundle) plus the
+    uploaded input, zipped once and kept."""
+    archive = job_dir / "bundle.zip"
+    if archive.exists():
+        return archive
+    partial = job_dir / "bundle.zip.partial"
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(job_dir.rglob("*")):
+            if path.is_file() and not path.name.startswith("bundle.zip"):
+                zf.write(path, path.relative_to(job_dir).as_posix())
+    partial.replace(archive)
+    return archive
+
+
+async def health(request: web.Request) -> web.Response:
+    body = request.app[RUNNER].health()
+    body["version"] = __version__
+    return web.json_response(body)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_spec(__version__))
+
+
+async def login(request: web.Request) -> web.Response:
+    """The upload page's way to a token: an HttpOnly, SameSite=Strict cookie, so report links
+    open in the browser without putting the token in a URL."""
+    token = request.app[SETTINGS].token
+    form = await request.post()
+    presented = str(form.get("token", ""))
+    if token and not hmac.compare_digest(presented.encode(), token.encode()):
+        raise ApiError(401, "wrong token")
+    response = web.json_response({"ok": True, "auth": bool(token)})
+    if token:
+        response.set_cookie(TOKEN_COOKIE, presented, httponly=True, samesite="Strict", path="/api/")
+    return response
+
+
+async def page(request: web.Request) -> web.Response:
+    return web.FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_CSP})
+
+
+# application ---------------------------------------------------------------------------------
+def create_app(
+    settings: ServiceSettings, *, job_function: str = JOB_FUNCTION, warmup: str | None = WARMUP
+) -> web.Application:
+    """The app with its job store and R workers; they start and stop with the app."""
+    app = web.Application(
+        middlewares=[security_headers, json_errors, rate_limit, bearer_auth],
+        client_max_size=settings.max_upload_bytes + 1024 * 1024,
+    )
+    app[SETTINGS] = settings
+    app[LIMITS] = RateLimits(settings)
+
+    async def lifecycle(app: web.Application):
+        settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+        app[STORE] = JobStore(settings.db_path)
+        app[RUNNER] = JobRunner(settings, app[STORE], job_function=job_function, warmup=warmup)
+        await app[RUNNER].start()
+        yield
+        await app[RUNNER].stop()
+        app[STORE].close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/", page)
+    app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
+    app.router.add_get("/api/health", health)
+    app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_post("/api/session", login)
+    app.router.add_post("/api/analyses", create_analysis)
+    app.router.add_get("/api/analyses", list_analyses)
+    app.router.add_get(f"/api/analyses/{JOB_ID}", get_analysis)
+    app.router.add_delete(f"/api/analyses/{JOB_ID}", delete_analysis)
+    app.router.add_get(f"/api/analyses/{JOB_ID}/report", get_report)
+    app.router.add_get(f"/api/analyses/{JOB_ID}/estimates", get_estimates)
+    app.router.add_get(f"/api/analyses/{JOB_ID}/bundle", get_bundle)
+    return app
+
+
+def run(settings: ServiceSettings) -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.token:
+        log.warning(
+            "serving on %s without a bearer token: anyone who can reach it can submit jobs",
+            settings.host,
+        )
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log_format='%a "%r" %s %b %Tfs',
+        print=lambda line: log.info(line.strip()),
+    )

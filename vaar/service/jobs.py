@@ -1,0 +1,128 @@
+"""What runs inside an R worker process (never in the server): warm-up, the lavaan syntax
+check, and one analysis job. Each function takes `progress(stage, fraction)` from the worker.
+
+A job reads only its own directory (`jobs/<server-generated id>/`): the uploaded table, the
+model or study text from the spec, and writes `report/` there.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from vaar.errors import VaarError
+
+INPUT_FILE = "input.csv"
+REPORT_DIR = "report"
+
+
+def warm_up() -> None:
+    """Start R and load lavaan once, so the first job does not pay for it."""
+    from vaar.service import rbridge
+
+    rbridge.load()
+
+
+def check_model(progress=None, *, syntax: str) -> list[str]:
+    """Parse a lavaan model with lavaan itself; return its observed variable names."""
+    from vaar.service import rbridge
+
+    return rbridge.observed_variables(syntax)
+
+
+def read_input(job_dir: Path, spec: dict) -> pd.DataFrame:
+    return pd.read_csv(job_dir / INPUT_FILE, dtype={spec["group"]: str})
+
+
+def run_job(progress, *, job_dir: str, spec: dict) -> dict:
+    """Analyse one upload and write its report; return a small JSON summary for the job row."""
+    from vaar.pipeline import StudyResult, analyze_tables, study_instruments
+    from vaar.report import write_report
+
+    job_dir = Path(job_dir)
+    started = time.perf_counter()
+    progress("reading data", 0.05)
+    table = read_input(job_dir, spec)
+    timings: dict = {}
+    if spec["kind"] == "model":
+        from vaar.sem import analyze_data
+
+        progress("fitting the lavaan model", 0.2)
+        t0 = time.perf_counter()
+        sem = analyze_data(table, spec["model"], spec["group"])
+        timings["lavaan"] = round(time.perf_counter() - t0, 3)
+        result = StudyResult(
+            study=None,
+            name=_name(spec),
+            instruments=[],
+            collection={},
+            long=None,
+            wide=table,
+            model=spec["model"],
+            sem=sem,
+            alignment=None,
+            profiles=None,
+            provenance={"source": spec["filename"], "group": spec["group"]},
+            timings=timings,
+        )
+    else:
+        from vaar.config import parse_study
+        from vaar.instruments import load_instrument
+
+        study = None
+        if spec["kind"] == "study":
+            import tomllib
+
+            study = parse_study(tomllib.loads(spec["study"]), source="study")
+            instruments = study_instruments(study)
+        else:
+            instruments = [load_instrument(i) for i in spec["instruments"]]
+        wide = table.rename(columns={spec["group"]: "model"}) if spec["group"] != "model" else table
+        if "session" not in wide.columns:
+            wide.insert(1, "session", [f"r{i + 1}" for i in range(len(wide))])
+        progress("fitting the multi-group SEM and scoring VAAR", 0.2)
+        result = analyze_tables(
+            study, wide, instruments, name=_name(spec), echo=_quiet, timings=timings
+        )
+    progress("writing the report", 0.85)
+    write_report(job_dir / REPORT_DIR, result)
+    return summarize(result, time.perf_counter() - started)
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+def _name(spec: dict) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", spec["filename"].rsplit(".", 1)[0]).strip("._-")
+    return stem or "analysis"
+
+
+def summarize(result, seconds: float) -> dict:
+    """A few headline numbers for GET /api/analyses/{id}; the report holds the rest."""
+    sem = result.sem
+    fits = getattr(sem, "fits", None)
+    summary = {
+        "seconds": round(seconds, 3),
+        "groups": sorted(map(str, result.wide.iloc[:, 0].unique())),
+    }
+    if isinstance(fits, pd.DataFrame) and not fits.empty:
+        summary["levels"] = [
+            {"level": r["level"], "converged": bool(r["converged"])} for _, r in fits.iterrows()
+        ]
+    decision = getattr(sem, "decision", None)
+    if isinstance(decision, dict) and decision.get("level"):
+        summary["invariance"] = decision["level"]
+    scores = getattr(result.alignment, "scores", None)
+    if isinstance(scores, pd.DataFrame) and "vaar_soft" in scores:
+        summary["vaar_soft"] = {
+            str(r["model"]): (None if pd.isna(r["vaar_soft"]) else float(r["vaar_soft"]))
+            for _, r in scores.iterrows()
+        }
+    return summary
+
+
+__all__ = ["VaarError", "check_model", "run_job", "warm_up"]

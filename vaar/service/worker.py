@@ -1,0 +1,223 @@
+"""One R worker: a spawned Python process that owns an embedded R and runs one call at a time.
+
+Embedded R is single-threaded and not thread-safe, so R never runs in the server process.
+The server talks to the worker over a pipe: ("call", "module:function", kwargs) in;
+("progress", stage, fraction)*, then ("ok", result) or ("error", message) out. A worker that
+dies (R crash, kill on timeout or cancel) is noticed through its process sentinel, and the
+caller gets WorkerLost with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import wait as wait_any
+
+from vaar.errors import VaarError
+
+log = logging.getLogger("vaar.service")
+_SPAWN = multiprocessing.get_context("spawn")
+
+
+class JobFailed(Exception):
+    """The job ran and reported a problem (bad data, a model lavaan cannot fit, ...)."""
+
+
+class WorkerLost(Exception):
+    """The worker process ended while it held a job."""
+
+
+class JobTimeout(WorkerLost):
+    """The job ran past its time limit; the worker was killed."""
+
+
+class WorkerStartError(Exception):
+    """The worker could not start (R or lavaan missing, or it did not answer in time)."""
+
+
+def _resolve(target: str) -> Callable:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def client_message(exc: BaseException) -> str:
+    """What a client may see about an exception: its message, never a traceback."""
+    if isinstance(exc, VaarError):
+        return str(exc)
+    text = str(exc).strip()
+    if type(exc).__name__ == "RRuntimeError":  # an R error not translated by vaar.sem
+        return "R error: " + " ".join(text.removeprefix("Error in ").split())[:2000]
+    return f"internal error in the analysis ({type(exc).__name__}); the server log has details"
+
+
+def _child_main(conn, warmup: str | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
+    try:
+        if warmup:
+            _resolve(warmup)()
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
+        traceback.print_exc()
+        conn.send(("fatal", client_message(exc)))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return  # the server is gone
+        if message[0] == "stop":
+            return
+        _, target, kwargs = message
+
+        def progress(stage: str, fraction: float) -> None:
+            conn.send(("progress", str(stage), float(fraction)))
+
+        try:
+            result = _resolve(target)(progress=progress, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - every failure goes back as a message
+            if not isinstance(exc, VaarError):
+                print(f"[vaar worker {os.getpid()}] {target} failed:", file=sys.stderr)
+                traceback.print_exc()
+            conn.send(("error", client_message(exc)))
+        else:
+            conn.send(("ok", result))
+
+
+def _signal_name(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exited with code {exitcode}"
+
+
+class RWorker:
+    """A supervised handle on one worker process; `start()` again after it died."""
+
+    def __init__(self, name: str, warmup: str | None = "vaar.service.jobs:warm_up"):
+        self.name = name
+        self.warmup = warmup
+        self.restarts = -1  # the first start is not a restart
+        self.state = "stopped"
+        self.last_error: str | None = None
+        self._process = None
+        self._conn = None
+        self._kill_reason: str | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"vaar-{name}")  # blocking waits
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self.alive else None
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    async def start(self, timeout: float = 120.0) -> None:
+        """Spawn the process and wait until R is loaded; WorkerStartError if it is not."""
+        self.stop()
+        self.restarts += 1
+        self.state = "starting"
+        parent, child = _SPAWN.Pipe()
+        process = _SPAWN.Process(
+            target=_child_main, args=(child, self.warmup), name=f"vaar-{self.name}", daemon=True
+        )
+        process.start()
+        child.close()
+        self._process, self._conn, self._kill_reason = process, parent, None
+        loop = asyncio.get_running_loop()
+        try:
+            message = await loop.run_in_executor(self._thread, self._next_message, timeout)
+        except WorkerLost as exc:
+            message = ("fatal", str(exc))
+        if message is None or message[0] != "ready":
+            reason = f"no answer within {timeout:.0f} s" if message is None else message[1]
+            self.stop()
+            self.state, self.last_error = "failed", reason
+            raise WorkerStartError(reason)
+        self.state, self.last_error = "idle", None
+        log.info("R worker %s ready (pid %s)", self.name, self.pid)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            if self._process.is_alive():
+                self._process.kill()
+            self._process.join(5)
+            self._process.close()
+            self._conn.close()
+        self._process = self._conn = None
+        self.state = "stopped"
+
+    def kill(self, reason: str) -> None:
+        """End the process now (SIGKILL: R cannot be interrupted safely); the running call
+        raises WorkerLost(reason)."""
+        if self.alive:
+            self._kill_reason = reason
+            os.kill(self._process.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        self.stop()
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+    async def call(
+        self,
+        target: str,
+        kwargs: dict,
+        *,
+        timeout: float,
+        on_progress: Callable[[str, float], None] | None = None,
+    ):
+        """Run `target(progress=..., **kwargs)` in the worker and return its result.
+        Raises JobFailed, JobTimeout or WorkerLost."""
+        if not self.alive:
+            raise WorkerLost("the R worker is not running")
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + timeout
+        self.state = "busy"
+        self._conn.send(("call", target, kwargs))
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.kill(f"the job exceeded the time limit of {timeout:g} s")
+                    await loop.run_in_executor(self._thread, self._process.join, 5)
+                    raise JobTimeout(self._kill_reason)
+                message = await loop.run_in_executor(
+                    self._thread, self._next_message, min(remaining, 1.0)
+                )
+                if message is None:
+                    continue
+                kind = message[0]
+                if kind == "progress" and on_progress is not None:
+                    on_progress(message[1], message[2])
+                elif kind == "ok":
+                    return message[1]
+                elif kind == "error":
+                    raise JobFailed(message[1])
+        finally:
+            self.state = "idle" if self.alive else "stopped"
+
+    def _next_message(self, timeout: float):
+        """Block (in this worker's own thread) until a message, the process's end, or timeout."""
+        ready = wait_any([self._conn, self._process.sentinel], timeout)
+        if self._conn in ready:
+            try:
+                return self._conn.recv()
+            except (EOFError, OSError):
+                pass
+        if ready:
+            self._process.join(5)
+            how = _signal_name(self._process.exitcode)
+            reason = self._kill_reason or f"the R worker process stopped unexpectedly ({how})"
+            raise WorkerLost(reason)
+        return None
