@@ -107,10 +107,13 @@ def _instrument(inst: Any) -> dict:
     }
 
 
-def _study(result: Any) -> dict:
+def _study(result: Any, estimates: list[dict]) -> dict:
+    """What was studied. Models are the study's, else the SEM's groups, else the table's."""
     study = result.study
     wide = result.wide
-    models = [str(m) for m in pd.unique(wide["model"])] if "model" in wide else []
+    models = list(dict.fromkeys(str(r["group"]) for r in estimates if r.get("group") is not None))
+    if not models and "model" in wide:
+        models = [str(m) for m in pd.unique(wide["model"])]
     out = {
         "name": result.name,
         "description": study.description if study else "",
@@ -132,20 +135,50 @@ def _study(result: Any) -> dict:
     return out
 
 
-def _collection(result: Any) -> list[dict]:
-    """Per-model collection rows; counted from the tables when no collection summary exists."""
+def _collection_row(model: str, stats: dict) -> dict:
+    """One model's collection summary, flat: nested counts become `answers_ok` etc., and the
+    valid-answer rate is the share of answers with status ok."""
+    row: dict = {"model": str(model)}
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            row.update({f"{key}_{k}": v for k, v in value.items()})
+        else:
+            row[key] = value
+    answers = stats.get("answers")
+    if isinstance(answers, dict) and "valid_rate" not in row:
+        total = sum(v for v in answers.values() if isinstance(v, int | float))
+        row["valid_rate"] = answers.get("ok", 0) / total if total else None
+    return row
+
+
+def _collection(result: Any) -> dict:
+    """Per-model collection rows (sessions, valid-answer rate, tokens, cost) and what stopped or
+    left the collection incomplete. Without a collection summary (a data file), sessions and
+    answer statuses are counted from the tables."""
     raw = plain(result.collection or {})
-    rows: list[dict] = []
-    per_model = raw.get("models", raw) if isinstance(raw, dict) else raw
-    if isinstance(per_model, dict):
-        rows = [{"model": k, **v} for k, v in per_model.items() if isinstance(v, dict)]
-    elif isinstance(per_model, list):
-        rows = [r for r in per_model if isinstance(r, dict) and "model" in r]
-    if rows:
-        return rows
-    # No collection summary (analysis of a file): count sessions and answer statuses.
+    per_model = raw.get("models", {}) if isinstance(raw, dict) else {}
+    if isinstance(per_model, list):
+        per_model = {r["model"]: r for r in per_model if isinstance(r, dict) and "model" in r}
+    rows = [
+        _collection_row(m, {k: v for k, v in s.items() if k != "model"})
+        for m, s in per_model.items()
+        if isinstance(s, dict)
+    ]
+    if not rows:
+        rows = _counted_collection(result)
+    return {
+        "models": rows,
+        "incomplete": [str(x) for x in raw.get("incomplete", []) or []],
+        "stopped": raw.get("stopped"),
+        "elapsed": raw.get("elapsed"),
+    }
+
+
+def _counted_collection(result: Any) -> list[dict]:
     wide = result.wide
-    counts = wide.groupby("model", sort=False).size() if "model" in wide else pd.Series()
+    if "model" not in wide:
+        return []
+    counts = wide.groupby("model", sort=False).size()
     valid = {}
     if result.long is not None and "status" in result.long:
         valid = (result.long["status"] == "ok").groupby(result.long["model"], sort=False).mean()
@@ -263,7 +296,7 @@ def build_estimates(result: Any) -> dict:
             "by": f"vaar {__version__}",
             "utc": datetime.now(UTC).isoformat(timespec="seconds"),
         },
-        "study": _study(result),
+        "study": _study(result, estimates),
         "instruments": [_instrument(i) for i in result.instruments],
         "collection": _collection(result),
         "model": model,

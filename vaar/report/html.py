@@ -53,6 +53,21 @@ VAAR_COLUMNS = [
     ("vaar_logloss", "VAAR log-loss"),
     ("n_paths", "Paths"),
 ]
+COLLECTION_COLUMNS = [
+    ("model", "Model"),
+    ("sessions", "Sessions"),
+    ("done", "Done"),
+    ("failed", "Failed"),
+    ("valid_rate", "Valid answers"),
+    ("answers_invalid", "Invalid"),
+    ("answers_refused", "Refused"),
+    ("answers_error", "Errors"),
+    ("requests", "Requests"),
+    ("retries", "Retries"),
+    ("prompt_tokens", "Prompt tokens"),
+    ("completion_tokens", "Completion tokens"),
+    ("cost", "Cost"),
+]
 PROFILE_COLUMNS = [
     ("model", "Model"),
     ("instrument", "Instrument"),
@@ -189,6 +204,9 @@ def view(doc: dict) -> dict:
         "evidence": evidence,
         "columns_of": columns_of,
         "profile_columns": PROFILE_COLUMNS,
+        "collection_columns": [
+            c for c in COLLECTION_COLUMNS if any(c[0] in r for r in doc["collection"]["models"])
+        ],
         "style_columns": [c for c in STYLE_COLUMNS if any(c[0] in r for r in profile_table)],
         "plots": {
             "forest": plots.forest_plot(

@@ -23,7 +23,7 @@ CSV_TABLES = {
     "profiles.csv": ("profiles", "table"),
     "profile_stability.csv": ("profiles", "stability"),
     "reliability.csv": ("reliability",),
-    "collection.csv": ("collection",),
+    "collection.csv": ("collection", "models"),
 }
 
 
