@@ -1,1 +1,195 @@
-"""TODO"""
+"""Tables from the collection store or from files: the long table (one row per session x
+item), the wide table (one row per session, one raw-answer column per item) and reverse-keyed
+scoring. Column contracts are in docs/architecture.md."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vaar.errors import VaarError
+
+LONG_COLUMNS = [
+    "model",
+    "session",
+    "instrument",
+    "item",
+    "position",
+    "raw",
+    "value",
+    "status",
+    "attempts",
+]
+STATUSES = {"ok", "invalid", "refused", "error"}
+
+__all__ = [
+    "LONG_COLUMNS",
+    "long_table",
+    "read_table",
+    "score_items",
+    "wide_table",
+]
+
+
+def long_table(store_path: str | Path) -> pd.DataFrame:
+    """The long table of a collection store, in session order then turn order."""
+    from vaar.collection.store import connect
+
+    con = connect(Path(store_path), readonly=True)
+    try:
+        frame = pd.read_sql_query(
+            "SELECT a.model, a.session, a.instrument, a.item, a.position, a.raw, a.value, "
+            "a.status, a.attempts FROM answers a JOIN sessions s USING (session) "
+            "ORDER BY s.rowid, a.turn, a.position",
+            con,
+        )
+    except pd.errors.DatabaseError as exc:
+        raise VaarError(f"{store_path}: not a vaar collection store ({exc})") from None
+    finally:
+        con.close()
+    frame["value"] = frame["value"].astype(float)
+    frame.loc[frame["status"] != "ok", "value"] = np.nan
+    frame["position"] = frame["position"].astype(int)
+    frame["attempts"] = frame["attempts"].astype(int)
+    return frame[LONG_COLUMNS]
+
+
+def _natural(text: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def wide_table(long: pd.DataFrame) -> pd.DataFrame:
+    """One row per session: model, session, then the raw answer of each item (NaN unless ok).
+    Items are grouped by instrument in order of first appearance, in natural id order."""
+    _require(long, LONG_COLUMNS, "long table")
+    values = long["value"].where(long["status"] == "ok")
+    frame = long.assign(value=values)
+    instruments = list(dict.fromkeys(frame["instrument"]))
+    items = []
+    for ins in instruments:
+        ids = frame.loc[frame["instrument"] == ins, "item"].unique()
+        items += sorted(ids, key=_natural)
+    sessions = frame[["model", "session"]].drop_duplicates("session")
+    pivot = frame.pivot_table(
+        index="session", columns="item", values="value", aggfunc="first", dropna=False
+    )
+    wide = sessions.merge(pivot.reindex(columns=items).reset_index(), on="session", how="left")
+    wide.columns.name = None
+    for item in items:
+        wide[item] = wide[item].astype(float)
+    return wide.reset_index(drop=True)
+
+
+def score_items(wide: pd.DataFrame, instruments) -> pd.DataFrame:
+    """A copy with reverse-keyed items scored as scale_min + scale_max - raw."""
+    scored = wide.copy()
+    for instrument in instruments:
+        for item in instrument.items:
+            if item.reverse and item.id in scored.columns:
+                scored[item.id] = instrument.scale_min + instrument.scale_max - scored[item.id]
+    return scored
+
+
+def read_table(path: str | Path, instruments=None) -> pd.DataFrame:
+    """An exported long or wide table (CSV or Parquet), recognised by its columns and checked:
+    missing columns, non-numeric answers and (given the instruments) off-scale values are
+    errors naming the column and row."""
+    path = Path(path)
+    if not path.exists():
+        raise VaarError(f"{path}: no such file")
+    try:
+        if path.suffix.lower() in {".parquet", ".pq"}:
+            frame = pd.read_parquet(path)
+        elif path.suffix.lower() in {".csv", ".txt"}:
+            frame = pd.read_csv(path)
+        else:
+            raise VaarError(f"{path}: unknown table format (use .csv or .parquet)")
+    except VaarError:
+        raise
+    except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
+        raise VaarError(f"{path}: cannot read table: {exc}") from None
+    if frame.empty:
+        raise VaarError(f"{path}: the table has no rows")
+    if {"instrument", "item", "value"} <= set(frame.columns):
+        return _check_long(frame, path, instruments)
+    return _check_wide(frame, path, instruments)
+
+
+def _require(frame, columns, what, path=None) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        where = f"{path}: " if path else ""
+        raise VaarError(f"{where}{what} is missing column(s) {missing} (has {list(frame.columns)})")
+
+
+def _numeric(frame, column, path) -> pd.Series:
+    converted = pd.to_numeric(frame[column], errors="coerce")
+    bad = converted.isna() & frame[column].notna() & (frame[column].astype(str).str.strip() != "")
+    if bad.any():
+        row = int(bad.idxmax())
+        raise VaarError(
+            f"{path}: column {column!r} row {row + 2} holds {frame[column][row]!r}, not a number"
+        )
+    return converted.astype(float)
+
+
+def _scales(instruments) -> dict[str, tuple[int, int]]:
+    return {i.id: (ins.scale_min, ins.scale_max) for ins in instruments or [] for i in ins.items}
+
+
+def _check_range(values: pd.Series, lo, hi, label, path, rows=None) -> None:
+    bad = values.notna() & ((values < lo) | (values > hi) | (values % 1 != 0))
+    if bad.any():
+        row = int(bad.idxmax())
+        raise VaarError(
+            f"{path}: {label} row {row + 2} holds {values[row]!r}, outside the scale {lo}..{hi}"
+        )
+
+
+def _check_long(frame, path, instruments) -> pd.DataFrame:
+    _require(frame, LONG_COLUMNS, "long table", path)
+    frame = frame[LONG_COLUMNS].copy()
+    frame["value"] = _numeric(frame, "value", path)
+    frame["position"] = _numeric(frame, "position", path)
+    frame["attempts"] = _numeric(frame, "attempts", path)
+    frame["session"] = frame["session"].astype(str)
+    frame["raw"] = frame["raw"].fillna("").astype(str)
+    unknown = sorted(set(frame["status"].astype(str)) - STATUSES)
+    if unknown:
+        raise VaarError(
+            f"{path}: column 'status' has unknown value(s) {unknown} (use {sorted(STATUSES)})"
+        )
+    frame.loc[frame["status"] != "ok", "value"] = np.nan
+    scales = _scales(instruments)
+    for item, rows in frame.groupby("item").groups.items():
+        if item in scales:
+            _check_range(frame.loc[rows, "value"], *scales[item], f"item {item!r}", path)
+        elif instruments:
+            raise VaarError(f"{path}: item {item!r} belongs to none of the instruments")
+    return frame
+
+
+def _check_wide(frame, path, instruments) -> pd.DataFrame:
+    _require(frame, ["model", "session"], "wide table", path)
+    frame = frame.copy()
+    frame["model"] = frame["model"].astype(str)
+    frame["session"] = frame["session"].astype(str)
+    items = [c for c in frame.columns if c not in ("model", "session")]
+    if not items:
+        raise VaarError(f"{path}: wide table has no item columns besides model and session")
+    dupes = frame["session"][frame["session"].duplicated()].unique().tolist()
+    if dupes:
+        raise VaarError(f"{path}: session id(s) repeated in a wide table: {dupes[:5]}")
+    scales = _scales(instruments)
+    if instruments:
+        missing = [i for i in scales if i not in frame.columns]
+        if missing:
+            raise VaarError(f"{path}: wide table is missing item column(s) {missing}")
+    for item in items:
+        frame[item] = _numeric(frame, item, path)
+        if item in scales:
+            _check_range(frame[item], *scales[item], f"column {item!r}", path)
+    return frame

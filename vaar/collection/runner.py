@@ -1,0 +1,458 @@
+"""Collection: run every session of every model against its provider and store each turn.
+
+Sessions of a model run in parallel (at most ModelSpec.concurrency in flight; requests and
+tokens per minute limited with aiolimiter); turns within a session run in sequence. Each
+completed turn is committed to the store at once, so a rerun resumes exactly where a crash or
+kill -9 stopped: finished sessions are skipped, started ones continue with their next turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from aiolimiter import AsyncLimiter
+
+from vaar.collection.parsing import parse_answer, parse_block
+from vaar.collection.progress import ModelStats, show_progress
+from vaar.collection.prompts import answer_schema, corrective_prompt, item_prompt
+from vaar.collection.providers import (
+    ChatReply,
+    ChatRequest,
+    ProviderError,
+    check_params,
+    provider_class,
+)
+from vaar.collection.sessions import (
+    derive_seed,
+    load_personas,
+    plan_session,
+    select_history,
+    session_id,
+)
+from vaar.collection.store import AnswerRow, Store, TurnRecord, estimate_tokens
+from vaar.errors import VaarError
+
+
+@dataclass
+class CollectionSummary:
+    store_path: Path
+    models: dict[str, dict] = field(default_factory=dict)  # per model counts, tokens, cost
+    incomplete: list[str] = field(default_factory=list)  # one line per reason
+    stopped: str | None = None  # e.g. "max cost reached"
+    elapsed: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return not self.incomplete
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["store_path"] = str(self.store_path)
+        out["complete"] = self.complete
+        return out
+
+    def lines(self) -> list[str]:
+        out = []
+        for name, m in self.models.items():
+            valid = m["answers"].get("ok", 0)
+            total = sum(m["answers"].values()) or 1
+            out.append(
+                f"{name}: {m['done']}/{m['sessions']} sessions done, {m['failed']} failed; "
+                f"{valid / total:.1%} valid answers; {m['prompt_tokens']} prompt + "
+                f"{m['completion_tokens']} completion tokens"
+                + (f"; cost {m['cost']:.4f}" if m["cost"] else "")
+            )
+        if self.stopped:
+            out.append(f"stopped: {self.stopped}")
+        out += [f"incomplete: {why}" for why in self.incomplete]
+        return out
+
+
+def load_study_instruments(study) -> list:
+    from vaar.instruments import load_instrument
+
+    instruments = [load_instrument(i) for i in study.instruments]
+    seen: dict[str, str] = {}
+    for ins in instruments:
+        for item in ins.items:
+            if item.id in seen:
+                raise VaarError(
+                    f"item id {item.id!r} appears in both {seen[item.id]!r} and {ins.id!r}"
+                )
+            seen[item.id] = ins.id
+    return instruments
+
+
+def study_fingerprint(study, instruments, personas: list[str]) -> str:
+    """What must not change between runs writing into the same store."""
+    design = {
+        "seed": study.seed,
+        "models": [m.model_dump(mode="json") for m in study.models],
+        "instruments": [[i.id, i.content_hash] for i in instruments],
+        "session": study.session.model_dump(mode="json"),
+        "personas": personas,
+    }
+    return hashlib.sha256(json.dumps(design, sort_keys=True).encode()).hexdigest()
+
+
+class ModelRun:
+    """One model's provider, limits, counters and the logic of its sessions."""
+
+    def __init__(self, run, spec, prices):
+        self.run = run
+        self.spec = spec
+        self.stats = ModelStats(spec.name)
+        self.provider = provider_class(spec.provider)(spec, run.instruments, self.stats)
+        self.price = prices.get(spec.name) or prices.get(spec.model or "") or None
+        self.rpm = AsyncLimiter(spec.requests_per_minute, 60) if spec.requests_per_minute else None
+        self.tpm = AsyncLimiter(spec.tokens_per_minute, 60) if spec.tokens_per_minute else None
+        self.structured = bool(getattr(self.provider.params, "structured", False))
+        self.aborted: str | None = None
+        self.errors: dict[str, int] = {}
+
+    # -- one request -----------------------------------------------------------------------
+    def cache_key(self, messages, seed, replicate, instrument) -> str:
+        p = self.provider
+        key = {
+            "provider": self.spec.provider,
+            "base_url": p.base_url,
+            "model": p.model_id,
+            "params": p.resolved_params(),
+            "seed": seed,
+            "messages": messages,
+            "replicate": replicate,
+            "instrument": instrument.content_hash,
+        }
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+    async def ask(self, messages, seed, schema, replicate, instrument) -> tuple[ChatReply, str]:
+        key = ""
+        if self.provider.cacheable:
+            key = self.cache_key(messages, seed, replicate, instrument)
+            hit = self.run.store.cached_reply(key)
+            if hit is not None:
+                self.stats.cached += 1
+                return ChatReply(**hit, cached=True), key
+        if self.rpm:
+            await self.rpm.acquire()
+        if self.tpm:
+            wanted = estimate_tokens(messages) + getattr(self.provider.params, "max_tokens", 0)
+            await self.tpm.acquire(min(wanted, self.spec.tokens_per_minute))
+        reply = await self.provider.complete(ChatRequest(messages, seed, schema))
+        self.stats.requests += 1
+        self.stats.prompt_tokens += reply.prompt_tokens
+        self.stats.completion_tokens += reply.completion_tokens
+        return reply, key
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        if not self.price:
+            return 0.0
+        return (
+            prompt_tokens * self.price["input"] + completion_tokens * self.price["output"]
+        ) / 1e6
+
+    # -- one turn ------------------------------------------------------------------------
+    async def turn(self, turn, history: list[dict], seed: int, replicate: int):
+        """Ask one turn, re-asking up to max_reasks times while any item is unusable."""
+        instrument, n = turn.instrument, len(turn.items)
+        options = [(o.value, o.label) for o in instrument.options]
+        use_schema = self.structured and self.provider.supports_json_schema
+        schema = answer_schema(instrument, n) if use_schema else None
+        messages = [
+            {
+                "role": "user",
+                "content": item_prompt(instrument, turn.items, turn.first_of_instrument),
+            }
+        ]
+        best: list = [None] * n
+        last: list = []
+        raws = [""] * n
+        cache_rows, request, meta = [], {}, {}
+        prompt_tokens = completion_tokens = attempts = 0
+        while True:
+            attempts += 1
+            reply, key = await self.ask(history + messages, seed, schema, replicate, instrument)
+            request, meta = reply.request, reply.meta
+            prompt_tokens += 0 if reply.cached else reply.prompt_tokens
+            completion_tokens += 0 if reply.cached else reply.completion_tokens
+            messages.append({"role": "assistant", "content": reply.text})
+            last = (
+                [parse_answer(reply.text, options)]
+                if n == 1
+                else parse_block(reply.text, n, options)
+            )
+            for i, parsed in enumerate(last):
+                if best[i] is None:
+                    raws[i] = reply.text
+                    if parsed.status == "ok":
+                        best[i] = (parsed, attempts)
+            if all(p.status == "ok" for p in last) and key and not reply.cached:
+                cache_rows.append((key, json.dumps(_reply_dict(reply))))
+            if all(b is not None for b in best) or attempts > self.run.study.session.max_reasks:
+                break
+            messages.append({"role": "user", "content": corrective_prompt(instrument, n)})
+        answers = []
+        for i, planned in enumerate(turn.items):
+            if best[i] is not None:
+                parsed, at = best[i]
+                row = AnswerRow(
+                    instrument.id,
+                    planned.id,
+                    planned.position,
+                    raws[i],
+                    float(parsed.value),
+                    "ok",
+                    at,
+                )
+            else:
+                parsed = last[i]
+                raws[i] = messages[-1]["content"]
+                row = AnswerRow(
+                    instrument.id,
+                    planned.id,
+                    planned.position,
+                    raws[i],
+                    None,
+                    parsed.status,
+                    attempts,
+                    parsed.reason,
+                )
+                if parsed.status == "refused":
+                    self.stats.refused += 1
+                else:
+                    self.stats.invalid += 1
+            answers.append(row)
+        cost = self.cost(prompt_tokens, completion_tokens)
+        self.stats.cost += cost
+        self.run.spent += cost
+        self.stats.turns += 1
+        record = TurnRecord(turn.index, instrument.id, messages, estimate_tokens(messages))
+        return (
+            record,
+            answers,
+            cache_rows,
+            request,
+            meta,
+            (prompt_tokens, completion_tokens, cost),
+            attempts,
+        )
+
+    # -- one session ---------------------------------------------------------------------
+    async def session(self, index: int, retry_errors: bool) -> None:
+        run, store = self.run, self.run.store
+        sid = session_id(self.spec.name, index)
+        seed = derive_seed(run.study.seed, self.spec.name, index)
+        system = run.study.session.system_prompt
+        if run.personas:
+            system += "\n\n" + run.personas[index % len(run.personas)]
+        plan = plan_session(
+            run.instruments,
+            run.study.session.items_per_turn,
+            run.study.session.randomize_items,
+            seed,
+        )
+        store.start_session(sid, self.spec.name, index, seed, system)
+        if retry_errors:
+            store.con.execute("DELETE FROM answers WHERE session=? AND status='error'", (sid,))
+        done = store.load_turns(sid)
+        system_msg = [{"role": "system", "content": system}]
+        system_tokens = estimate_tokens(system_msg)
+        for turn in plan[len(done) :]:
+            if run.stop_reason or self.aborted:
+                return
+            own = estimate_tokens([{"role": "user", "content": turn.items[0].text}]) * len(
+                turn.items
+            )
+            context = select_history(
+                done, turn, run.study.session.history, system_tokens + own + 64
+            )
+            history = system_msg + [m for i in context for m in done[i].messages]
+            try:
+                record, answers, cache, request, meta, usage, attempts = await self.turn(
+                    turn, history, seed, index
+                )
+            except ProviderError as exc:
+                self.fail(sid, plan[turn.index :], str(exc), getattr(exc, "fatal", False))
+                return
+            last = turn.index == len(plan) - 1
+            await store.write_turn(
+                session=sid,
+                model=self.spec.name,
+                record=record,
+                context=[done[i].turn for i in context],
+                request=request,
+                meta=meta,
+                usage=usage,
+                attempts=attempts,
+                answers=answers,
+                cache=cache,
+                session_done=last,
+            )
+            done.append(record)
+            if run.max_cost is not None and run.spent >= run.max_cost:
+                run.stop_reason = f"max cost {run.max_cost} reached (spent {run.spent:.4f})"
+        self.stats.done += 1
+
+    def fail(self, sid: str, remaining, error: str, fatal: bool) -> None:
+        """A request failed for good: record why, mark the unasked items as errors."""
+        store = self.run.store
+        rows = [
+            (
+                sid,
+                self.spec.name,
+                t.instrument.id,
+                p.id,
+                p.position,
+                t.index,
+                error,
+                None,
+                "error",
+                0,
+                "provider error",
+            )
+            for t in remaining
+            for p in t.items
+        ]
+        store.con.execute("BEGIN")
+        store.con.executemany("INSERT OR REPLACE INTO answers VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        store.con.execute("COMMIT")
+        store.finish_session(sid, "failed", error)
+        self.stats.failed += 1
+        self.errors[error] = self.errors.get(error, 0) + 1
+        if fatal and not self.aborted:
+            self.aborted = error
+
+
+def _reply_dict(reply: ChatReply) -> dict:
+    return {
+        "text": reply.text,
+        "request": reply.request,
+        "meta": reply.meta,
+        "prompt_tokens": reply.prompt_tokens,
+        "completion_tokens": reply.completion_tokens,
+    }
+
+
+class CollectionRun:
+    def __init__(self, study, store: Store, prices: dict, max_cost: float | None):
+        self.study = study
+        self.store = store
+        self.instruments = load_study_instruments(study)
+        self.personas = load_personas(study.session.personas)
+        self.max_cost = max_cost
+        self.spent = 0.0
+        self.stop_reason: str | None = None
+        self.models = [ModelRun(self, spec, prices) for spec in study.models]
+
+
+async def collect(
+    study,
+    store_path: str | Path | None = None,
+    progress: bool = True,
+    *,
+    retry_errors: bool = False,
+    max_cost: float | None = None,
+    prices: dict | None = None,
+) -> CollectionSummary:
+    """Collect (or resume collecting) every session of the study into the SQLite store."""
+    check_params(study.models)
+    if max_cost is not None and not prices:
+        raise VaarError("--max-cost needs a price table (--prices FILE) to know what a token costs")
+    store_path = Path(store_path) if store_path else study.out_path / "collection.sqlite"
+    started = time.monotonic()
+    store = Store(store_path)
+    try:
+        run = CollectionRun(study, store, prices or {}, max_cost)
+        store.bind_study(
+            study.name,
+            study_fingerprint(study, run.instruments, run.personas),
+            study.model_dump(mode="json"),
+        )
+        status = store.session_status()
+        for model in run.models:
+            await model.provider.start()
+        try:
+            stop_display = asyncio.Event()
+            display = None
+            if progress:
+                display = asyncio.create_task(
+                    show_progress([m.stats for m in run.models], stop_display)
+                )
+            await asyncio.gather(*(_run_model(m, status, retry_errors) for m in run.models))
+            stop_display.set()
+            if display:
+                await display
+        finally:
+            for model in run.models:
+                await model.provider.close()
+        return _summary(run, store, time.monotonic() - started)
+    finally:
+        store.close()
+
+
+async def _run_model(model: ModelRun, status: dict, retry_errors: bool) -> None:
+    n = model.run.study.sessions_per_model
+    model.stats.sessions = n
+    todo = []
+    for index in range(n):
+        state, _ = status.get(session_id(model.spec.name, index), ("new", None))
+        if state == "done":
+            model.stats.done += 1
+        elif state == "failed" and not retry_errors:
+            model.stats.failed += 1
+        else:
+            todo.append(index)
+    model.stats.done_at_start = model.stats.done + model.stats.failed
+    gate = asyncio.Semaphore(model.spec.concurrency)
+
+    async def one(index):
+        async with gate:
+            if model.run.stop_reason or model.aborted:
+                return
+            await model.session(index, retry_errors)
+
+    await asyncio.gather(*(one(i) for i in todo))
+
+
+def _summary(run: CollectionRun, store: Store, elapsed: float) -> CollectionSummary:
+    summary = CollectionSummary(store.path, stopped=run.stop_reason, elapsed=elapsed)
+    usage = store.usage_by_model()
+    answers = store.answer_counts()
+    states = store.session_status()
+    for model in run.models:
+        name, n = model.spec.name, run.study.sessions_per_model
+        mine = [states.get(session_id(name, i), ("new", None)) for i in range(n)]
+        done = sum(s == "done" for s, _ in mine)
+        failed = [e for s, e in mine if s == "failed"]
+        u = usage.get(name, {})
+        summary.models[name] = {
+            "sessions": n,
+            "done": done,
+            "failed": len(failed),
+            "incomplete": n - done - len(failed),
+            "answers": answers.get(name, {}),
+            "turns": u.get("turns", 0),
+            "requests": u.get("requests", 0),
+            "prompt_tokens": u.get("prompt_tokens", 0),
+            "completion_tokens": u.get("completion_tokens", 0),
+            "cost": u.get("cost", 0.0),
+            "retries": model.stats.retries,
+            "rate_limited": model.stats.rate_limited,
+            "cached": model.stats.cached,
+        }
+        if failed:
+            common = max(set(failed), key=failed.count)
+            summary.incomplete.append(
+                f"{name}: {len(failed)} session(s) failed (rerun with --retry-errors); "
+                f"most common error: {common}"
+            )
+        unfinished = n - done - len(failed)
+        if unfinished:
+            why = model.aborted or run.stop_reason or "interrupted; rerun to resume"
+            summary.incomplete.append(f"{name}: {unfinished} session(s) not finished ({why})")
+    return summary
