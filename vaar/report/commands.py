@@ -1,3 +1,85 @@
-"""Click commands of this stage; vaar/cli.py registers COMMANDS."""
+"""`vaar analyze`: reports for stores, exported tables, study folders and batches of them.
+vaar/cli.py registers COMMANDS."""
 
-COMMANDS = []
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from vaar.errors import VaarError
+
+
+def _read_model(path: str) -> str:
+    try:
+        syntax = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VaarError(f"--model {path}: cannot read the lavaan model ({exc})") from None
+    if not syntax.strip():
+        raise VaarError(f"--model {path}: the file is empty (expected lavaan model syntax)")
+    return syntax
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="Folder that receives one report folder per study (<out>/<study>/).",
+)
+@click.option(
+    "--model",
+    "model_file",
+    type=click.Path(dir_okay=False),
+    help="Your own lavaan model (a .lav text file) to fit to any table instead of vaar's model.",
+)
+@click.option("--group", help="With --model: the column that holds the group of each row.")
+@click.option(
+    "--estimator",
+    type=click.Choice(["MLR", "ML", "WLSMV"]),
+    help="Override the study's estimator (default: the study's, else MLR).",
+)
+@click.option("--title", default="vaar reports", show_default=True, help="Batch index title.")
+def analyze(inputs, out_root, model_file, group, estimator, title):
+    """Analyse collected answers and write reports, without collecting anything.
+
+    Each INPUT is a collection store (.sqlite), an exported long or wide table (.csv or
+    .parquet), a study file (.toml), a study folder (a study .toml with its store or export),
+    or a folder of such studies (batch). Every study gets <out>/<study>/index.html,
+    estimates.json, CSV tables and a reproduction bundle; with more than one study an index
+    page <out>/index.html links them all. A failing study is reported and the others still run;
+    the exit status is 1 if any study failed.
+
+    \b
+    Examples:
+      vaar analyze reports/demo/collection.sqlite
+      vaar analyze studies/            # every study folder inside
+      vaar analyze answers.csv --model my.lav --group llm
+    """
+    from vaar.report.batch import find_jobs, run_jobs, write_index
+
+    if (model_file is None) != (group is None):
+        raise VaarError("--model and --group go together: give both (or neither)")
+    user_model = (_read_model(model_file), group) if model_file else None
+    jobs = find_jobs(list(inputs))
+    click.echo(f"[vaar] {len(jobs)} stud{'y' if len(jobs) == 1 else 'ies'} to analyse")
+    outcomes = run_jobs(jobs, out_root, estimator=estimator, user_model=user_model, echo=click.echo)
+    if len(outcomes) > 1:
+        index = write_index(out_root, outcomes, title)
+        click.echo(f"[vaar] index: {index}")
+    failed = [o for o in outcomes if not o.ok]
+    click.echo(f"[vaar] {len(outcomes) - len(failed)} of {len(outcomes)} studies analysed")
+    for outcome in outcomes:
+        if outcome.ok:
+            click.echo(f"  ok      {outcome.name}: {outcome.report}")
+        else:
+            click.echo(f"  FAILED  {outcome.name} ({outcome.source}): {outcome.error}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+COMMANDS = [analyze]
