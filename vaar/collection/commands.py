@@ -1,3 +1,85 @@
-"""Click commands of this stage; vaar/cli.py registers COMMANDS."""
+"""`vaar collect` and `vaar export`; vaar/cli.py registers COMMANDS."""
 
-COMMANDS = []
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from vaar.config import load_study
+
+EXIT_INCOMPLETE = 3  # some sessions are not done: rerun (or --retry-errors) to finish them
+
+
+@click.command()
+@click.argument("study_file", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Estimate calls, tokens and cost; ask nothing.")
+@click.option("--prices", type=click.Path(dir_okay=False), help="Price table TOML (USD/Mtok).")
+@click.option("--max-cost", type=float, help="Stop cleanly once this much (USD) is spent.")
+@click.option("--retry-errors", is_flag=True, help="Re-run sessions that failed earlier.")
+@click.option(
+    "--store", type=click.Path(dir_okay=False), help="Default: <output_dir>/collection.sqlite"
+)
+@click.option("--no-progress", is_flag=True, help="No live display or progress lines.")
+def collect(study_file, dry_run, prices, max_cost, retry_errors, store, no_progress):
+    """Collect answers for a study (resuming where an earlier run stopped).
+
+    \b
+    Exit status: 0 when every session is done, 3 while any is incomplete (the summary says
+    why: rerun to resume, or --retry-errors for failed sessions), 2 on bad input.
+    """
+    from vaar.collection.cost import estimate, load_prices
+    from vaar.collection.runner import collect as run_collect
+    from vaar.collection.runner import load_study_instruments
+
+    study = load_study(study_file)
+    price_table = load_prices(prices)
+    if dry_run:
+        instruments = load_study_instruments(study)
+        rows = estimate(study, instruments, price_table)
+        for row in rows:
+            click.echo(row.line())
+        costs = [r.cost for r in rows if r.cost is not None]
+        if costs:
+            click.echo(f"total: ${sum(costs):,.4f} (before re-asks and retries)")
+        return
+    try:
+        summary = asyncio.run(
+            run_collect(
+                study,
+                store,
+                progress=not no_progress,
+                retry_errors=retry_errors,
+                max_cost=max_cost,
+                prices=price_table,
+            )
+        )
+    except KeyboardInterrupt:
+        click.echo("interrupted: every completed turn is stored; rerun to resume", err=True)
+        sys.exit(130)
+    for line in summary.lines():
+        click.echo(line)
+    click.echo(f"store: {summary.store_path} ({summary.elapsed:.1f} s)")
+    if not summary.complete:
+        sys.exit(EXIT_INCOMPLETE)
+
+
+@click.command("export")
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+def export(source, out_dir):
+    """Write long + wide tables (CSV and Parquet) and transcripts (JSONL) of a collection.
+
+    SOURCE is a study TOML file (its output_dir's store) or a collection.sqlite file.
+    """
+    from vaar.data.export import export_store
+
+    path = Path(source)
+    store = load_study(path).out_path / "collection.sqlite" if path.suffix == ".toml" else path
+    for written in export_store(store, out_dir):
+        click.echo(str(written))
+
+
+COMMANDS = [collect, export]

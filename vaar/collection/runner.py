@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aiolimiter import AsyncLimiter
 
+from vaar.collection.cost import cost_of, price_for
 from vaar.collection.parsing import parse_answer, parse_block
 from vaar.collection.progress import ModelStats, show_progress
 from vaar.collection.prompts import answer_schema, corrective_prompt, item_prompt
@@ -108,7 +109,7 @@ class ModelRun:
         self.spec = spec
         self.stats = ModelStats(spec.name)
         self.provider = provider_class(spec.provider)(spec, run.instruments, self.stats)
-        self.price = prices.get(spec.name) or prices.get(spec.model or "") or None
+        self.price = price_for(spec, prices)
         self.rpm = AsyncLimiter(spec.requests_per_minute, 60) if spec.requests_per_minute else None
         self.tpm = AsyncLimiter(spec.tokens_per_minute, 60) if spec.tokens_per_minute else None
         self.structured = bool(getattr(self.provider.params, "structured", False))
@@ -150,11 +151,7 @@ class ModelRun:
         return reply, key
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        if not self.price:
-            return 0.0
-        return (
-            prompt_tokens * self.price["input"] + completion_tokens * self.price["output"]
-        ) / 1e6
+        return cost_of(self.price, prompt_tokens, completion_tokens)
 
     # -- one turn ------------------------------------------------------------------------
     async def turn(self, turn, history: list[dict], seed: int, replicate: int):
@@ -345,8 +342,10 @@ class CollectionRun:
         self.instruments = load_study_instruments(study)
         self.personas = load_personas(study.session.personas)
         self.max_cost = max_cost
-        self.spent = 0.0
+        self.spent = sum(u["cost"] for u in store.usage_by_model().values())  # earlier runs too
         self.stop_reason: str | None = None
+        if max_cost is not None and self.spent >= max_cost:
+            self.stop_reason = f"max cost {max_cost} reached (spent {self.spent:.4f})"
         self.models = [ModelRun(self, spec, prices) for spec in study.models]
 
 
@@ -374,19 +373,21 @@ async def collect(
             study.model_dump(mode="json"),
         )
         status = store.session_status()
-        for model in run.models:
-            await model.provider.start()
         try:
+            for model in run.models:  # credentials are checked here, before any request
+                await model.provider.start()
             stop_display = asyncio.Event()
             display = None
             if progress:
                 display = asyncio.create_task(
                     show_progress([m.stats for m in run.models], stop_display)
                 )
-            await asyncio.gather(*(_run_model(m, status, retry_errors) for m in run.models))
-            stop_display.set()
-            if display:
-                await display
+            try:
+                await asyncio.gather(*(_run_model(m, status, retry_errors) for m in run.models))
+            finally:
+                stop_display.set()
+                if display:
+                    await display
         finally:
             for model in run.models:
                 await model.provider.close()

