@@ -1,0 +1,98 @@
+"""align(): one call from a fitted SEM to a JSON-ready AlignmentResult (no R needed here: the
+SEM result is a hand-built table in vaar.sem's contract)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pytest
+from test_alignment_scores import PATHS, estimates
+
+from vaar.alignment import FORMULA_NOTE, align, load_reference
+from vaar.errors import VaarError
+
+
+@dataclass
+class Fitted:
+    """The parts of vaar.sem.SemResult that align() reads."""
+
+    estimates: pd.DataFrame
+    decision: dict = field(default_factory=dict)
+    diagnostics: dict = field(default_factory=dict)
+
+
+def fitted() -> Fitted:
+    est = pd.concat(
+        [
+            estimates(
+                [
+                    ("humans", "IUIPC", -0.3, 0.1),
+                    ("humans", "PSA", 0.2, 0.1),
+                    ("aligned", "IUIPC", -0.4, 0.1),
+                    ("aligned", "PSA", 0.3, 0.1),
+                    ("reversed", "IUIPC", 0.4, 0.1),
+                    ("reversed", "PSA", -0.3, 0.1),
+                    ("broken", "IUIPC", 0.1, math.nan),
+                    ("broken", "PSA", 0.1, 0.1),
+                ]
+            ),
+            estimates([("aligned", "IUIPC", -0.4, 0.2), ("aligned", "PSA", 0.3, 0.2)], "metric"),
+        ]
+    )
+    return Fitted(
+        est,
+        decision={"highest": "metric", "rule": "chen2007"},
+        diagnostics={"excluded_groups": [{"group": "silent", "reason": "item psa01 constant"}]},
+    )
+
+
+def test_align_scores_lists_unestimable_models_and_serialises():
+    result = align(fitted(), PATHS, load_reference(), level="configural")
+    scores = result.scores.set_index("model")
+    assert scores.loc["aligned", "vaar_hard"] == 1.0
+    assert scores.loc["reversed", "vaar_soft"] < 0.01
+    not_estimable = result.not_estimable.set_index("model")["reason"]
+    assert set(not_estimable.index) == {"broken", "silent"}
+    assert "se=nan" in not_estimable["broken"]
+    assert "excluded by vaar.sem: item psa01 constant" in not_estimable["silent"]
+    data = json.loads(json.dumps(result.to_dict()))  # JSON-ready: NaN became null
+    assert data["formula_verified"] is False and data["formula_note"] == FORMULA_NOTE
+    assert "could not be verified" in FORMULA_NOTE
+    assert data["level"] == "configural" and "configural" in data["level_reason"]
+    broken = next(r for r in data["scores"] if r["model"] == "broken")
+    assert broken["vaar_soft"] is None
+    assert data["bootstrap"] is None
+
+
+def test_highest_level_is_taken_from_the_ladder_decision_and_stated():
+    result = align(fitted(), PATHS, load_reference(), level="highest")
+    assert result.level == "metric"
+    assert "chen2007" in result.level_reason
+    scored = result.scores.dropna(subset=["vaar_soft"])
+    assert list(scored["model"]) == ["aligned"]  # the others have no metric-level paths
+    assert len(result.not_estimable) == 4
+    with pytest.raises(VaarError, match="'scalar' was not fitted"):
+        align(fitted(), PATHS, load_reference(), level="scalar")
+    undecided = fitted()
+    undecided.decision = {"highest": None}
+    with pytest.raises(VaarError, match="no supported invariance level"):
+        align(undecided, PATHS, load_reference(), level="highest")
+    with pytest.raises(VaarError, match="alpha must be between 0 and 1"):
+        align(fitted(), PATHS, load_reference(), alpha=1.5)
+
+
+def test_human_group_becomes_the_reference_and_is_reported_beside_the_models():
+    result = align(fitted(), PATHS, load_reference(), human_group="humans")
+    assert result.reference.human_group == "humans"
+    assert "humans" not in set(result.scores["model"])
+    assert list(result.human_paths["rhs"]) == ["IUIPC", "PSA"]
+    data = result.to_dict()
+    assert data["human_group"] == "humans" and len(data["human_paths"]) == 2
+
+
+def test_bootstrap_by_count_needs_the_fitted_data():
+    with pytest.raises(VaarError, match="does not carry the data"):
+        align(fitted(), PATHS, load_reference(), bootstrap=5)

@@ -1,0 +1,215 @@
+"""Bootstrap uncertainty for VAAR: resample sessions within each model, refit with vaar.sem,
+rescore. Percentile CIs per model, and per pair of models a CI of their VAAR difference.
+
+Every draw is an independent job on an Executor (executors.refit_executor). A draw whose fit
+fails, or in which a model is not estimable, is counted as failed for that model and left out
+of its CI; the counts are part of the result, never hidden.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from concurrent.futures import Executor, as_completed
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from vaar.alignment.reference import Reference, _as_path
+from vaar.alignment.scores import vaar_scores
+from vaar.errors import VaarError
+
+METRICS = ("vaar_soft", "vaar_hard", "vaar_logloss")
+
+
+@dataclass(frozen=True)
+class RefitSpec:
+    """What each bootstrap draw refits and how it scores: everything plain and picklable."""
+
+    syntax: str
+    paths: tuple
+    reference: Reference
+    level: str = "configural"
+    estimator: str = "MLR"
+    ordered: bool | tuple = False  # or the ordinal variables' names
+    degenerate: str = "drop_items"
+    standardized: bool = False
+    alpha: float = 0.05
+    group: str = "model"
+
+
+def resample(data: pd.DataFrame, rng: np.random.Generator, group: str = "model") -> pd.DataFrame:
+    """Sessions drawn with replacement within each model (each keeps its own sample size);
+    duplicated sessions get distinct ids."""
+    parts = []
+    for _, rows in data.groupby(group, sort=False):
+        parts.append(rows.iloc[rng.integers(0, len(rows), len(rows))])
+    out = pd.concat(parts, ignore_index=True)
+    if "session" in out.columns:
+        out["session"] = out["session"].astype(str) + "#" + out.index.astype(str)
+    return out
+
+
+def refit_draw(spec: RefitSpec, data: pd.DataFrame, seed: int, draw: int) -> dict:
+    """One bootstrap draw (runs in a worker process): resample, fit, score every model."""
+    from vaar.sem import fit_ladder
+
+    models = list(dict.fromkeys(data[spec.group].astype(str)))
+    rng = np.random.default_rng([seed, draw])
+    start = time.perf_counter()
+    try:
+        fit = fit_ladder(
+            resample(data, rng, spec.group),
+            spec.syntax,
+            spec.group,
+            estimator=spec.estimator,
+            ordered=list(spec.ordered) if isinstance(spec.ordered, tuple) else spec.ordered,
+            levels=[spec.level],
+            degenerate=spec.degenerate,
+            equal_paths=False,  # the equal-paths test is not needed to score VAAR
+        )
+        scores = vaar_scores(
+            fit.estimates, spec.paths, spec.reference, level=spec.level,
+            standardized=spec.standardized, alpha=spec.alpha, models=models,
+        )  # fmt: skip
+    except Exception as exc:  # a failed refit is data for the result, not a crash
+        return {"draw": draw, "error": f"{type(exc).__name__}: {exc}", "scores": []}
+    return {
+        "draw": draw,
+        "error": None,
+        "seconds": time.perf_counter() - start,
+        "scores": scores.to_dict("records"),
+    }
+
+
+@dataclass
+class BootstrapResult:
+    """Per-draw scores (long: draw, model, metrics), percentile CIs, pairwise differences."""
+
+    draws: pd.DataFrame
+    intervals: pd.DataFrame
+    pairwise: pd.DataFrame
+    requested: int
+    failed_fits: list[dict] = field(default_factory=list)
+    confidence: float = 0.95
+    seed: int = 0
+    level: str = "configural"
+
+    def to_dict(self) -> dict:
+        return {
+            "requested": self.requested,
+            "confidence": self.confidence,
+            "seed": self.seed,
+            "level": self.level,
+            "method": "percentile bootstrap; sessions resampled within model; model refitted "
+            "at the scored level for every draw",
+            "failed_fits": self.failed_fits,
+            "intervals": _records(self.intervals),
+            "pairwise": _records(self.pairwise),
+        }
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        for row in frame.astype(object).to_dict("records")
+    ]
+
+
+def bootstrap_vaar(
+    data: pd.DataFrame,
+    spec: RefitSpec,
+    *,
+    draws: int,
+    seed: int = 0,
+    executor: Executor | None = None,
+    observed: pd.DataFrame | None = None,
+    confidence: float = 0.95,
+    progress=None,
+) -> BootstrapResult:
+    """Bootstrap CIs of every model's VAAR; `data` is the table that was fitted (scored wide).
+
+    `executor` runs the refits (default: local worker processes, see refit_executor);
+    `observed` (vaar_scores on the original data) gives the point estimates for the pairwise
+    differences. `progress(done, total)` is called after each draw.
+    """
+    if draws < 1:
+        raise VaarError(f"bootstrap draws must be >= 1, got {draws}")
+    if not 0 < confidence < 1:
+        raise VaarError(f"confidence must be between 0 and 1, got {confidence}")
+    if spec.group not in data.columns:
+        raise VaarError(f"data lacks the group column {spec.group!r}")
+    spec = RefitSpec(**{**spec.__dict__, "paths": tuple(tuple(_as_path(p)) for p in spec.paths)})
+    if executor is None:
+        from vaar.alignment.executors import refit_executor
+
+        with refit_executor() as pool:
+            return bootstrap_vaar(
+                data, spec, draws=draws, seed=seed, executor=pool, observed=observed,
+                confidence=confidence, progress=progress,
+            )  # fmt: skip
+    futures = [executor.submit(refit_draw, spec, data, seed, d) for d in range(draws)]
+    results = []
+    for done, future in enumerate(as_completed(futures), start=1):
+        results.append(future.result())
+        if progress:
+            progress(done, draws)
+    results.sort(key=lambda r: r["draw"])
+    rows = [{"draw": r["draw"], **s} for r in results for s in r["scores"]]
+    columns = ["draw", "model", *METRICS, "note"]
+    table = pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+    failed = [{"draw": r["draw"], "error": r["error"]} for r in results if r["error"]]
+    models = list(dict.fromkeys(data[spec.group].astype(str)))
+    models = [m for m in models if m != spec.reference.human_group]
+    intervals = _intervals(table, models, draws, confidence)
+    pairwise = _pairwise(table, models, observed, confidence)
+    return BootstrapResult(table, intervals, pairwise, draws, failed, confidence, seed, spec.level)
+
+
+def _intervals(table: pd.DataFrame, models, draws: int, confidence: float) -> pd.DataFrame:
+    tail = (1 - confidence) / 2
+    rows = []
+    for model in models:
+        mine = table[table["model"] == model]
+        ok = mine.dropna(subset=["vaar_soft"])
+        row = {"model": model, "draws_ok": len(ok), "draws_failed": draws - len(ok)}
+        for metric in METRICS:
+            values = ok[metric].to_numpy(float)
+            lo, hi = np.quantile(values, [tail, 1 - tail]) if len(values) else (math.nan,) * 2
+            row.update({f"{metric}_ci_lower": float(lo), f"{metric}_ci_upper": float(hi)})
+        reasons = mine.loc[mine["vaar_soft"].isna(), "note"]
+        row["failure_reasons"] = "; ".join(sorted(set(reasons)))[:500]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _pairwise(table: pd.DataFrame, models, observed, confidence: float) -> pd.DataFrame:
+    """Difference a - b of each metric per draw where both models were estimable."""
+    tail = (1 - confidence) / 2
+    wide = {m: table.pivot_table(index="draw", columns="model", values=m) for m in METRICS}
+    point = observed.set_index("model") if observed is not None else None
+    rows = []
+    for a, b in itertools.combinations(models, 2):
+        row = {"model_a": a, "model_b": b}
+        for metric in METRICS:
+            frame = wide[metric]
+            if a in frame.columns and b in frame.columns:
+                diff = (frame[a] - frame[b]).dropna().to_numpy(float)
+            else:
+                diff = np.array([])
+            lo, hi = np.quantile(diff, [tail, 1 - tail]) if len(diff) else (math.nan,) * 2
+            est = math.nan
+            if point is not None and a in point.index and b in point.index:
+                est = float(point.loc[a, metric] - point.loc[b, metric])
+            row.update(
+                {f"{metric}_diff": est, f"{metric}_ci_lower": float(lo),
+                 f"{metric}_ci_upper": float(hi)}
+            )  # fmt: skip
+        row["draws_ok"] = len(diff)
+        row["soft_differs"] = bool(
+            row["vaar_soft_ci_lower"] > 0 or row["vaar_soft_ci_upper"] < 0
+        )  # the soft CI excludes zero
+        rows.append(row)
+    return pd.DataFrame(rows)

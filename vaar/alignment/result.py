@@ -1,0 +1,243 @@
+"""`align()`: VAAR for a fitted study in one call, as one JSON-ready result."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from vaar.alignment.bootstrap import METRICS, BootstrapResult, RefitSpec, bootstrap_vaar
+from vaar.alignment.executors import refit_executor
+from vaar.alignment.reference import (
+    Reference,
+    _as_path,
+    load_reference,
+    reference_from_group,
+)
+from vaar.alignment.scores import (
+    LOGLOSS_FLOOR,
+    path_evidence,
+    scores_from_evidence,
+    standardized_se_column,
+)
+from vaar.errors import VaarError
+
+FORMULA_NOTE = (
+    "The paper (Chen, Yu & Hu 2026, arXiv 2601.03546) describes VAAR as a human-referenced "
+    "directional agreement metric that aggregates path-level evidence for the expected signs; "
+    "its exact formula could not be verified. vaar computes its own definition of that family: "
+    "sign evidence c = Phi(s * b / se) per path; VAAR_soft = mean c (1 aligned, 0.5 no "
+    "information, 0 reversed); VAAR_hard = share of paths with the expected sign and p < alpha; "
+    f"VAAR_logloss = -mean log(max(c, {LOGLOSS_FLOOR:g})) (0 = perfect)."
+)
+DEFINITIONS = {
+    "evidence": "Phi(s * b / se): probability-like confidence that the path has the human sign s",
+    "vaar_soft": "mean sign evidence over a model's paths (default; 0.5 = no information)",
+    "vaar_hard": "share of a model's paths with the expected sign and p < alpha",
+    "vaar_logloss": f"-mean log(max(c, {LOGLOSS_FLOOR:g})) over paths; 0 = perfect, "
+    f"each path's loss capped at {-math.log(LOGLOSS_FLOOR):.1f}",
+}
+
+
+@dataclass
+class AlignmentResult:
+    """VAAR per model (`scores`, with bootstrap CI columns when bootstrapped), per-path sign
+    evidence, the models that could not be scored and why, and what was scored how."""
+
+    scores: pd.DataFrame
+    evidence: pd.DataFrame
+    not_estimable: pd.DataFrame
+    reference: Reference
+    level: str
+    level_reason: str
+    standardized: bool
+    scale_note: str
+    alpha: float
+    bootstrap: BootstrapResult | None = None
+    human_paths: pd.DataFrame | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "level": self.level,
+            "level_reason": self.level_reason,
+            "scale": "standardized" if self.standardized else "unstandardized",
+            "scale_note": self.scale_note,
+            "alpha": self.alpha,
+            "formula_verified": False,
+            "formula_note": FORMULA_NOTE,
+            "definitions": DEFINITIONS,
+            "logloss_floor": LOGLOSS_FLOOR,
+            "scores": _records(self.scores),
+            "path_evidence": _records(self.evidence),
+            "not_estimable": _records(self.not_estimable),
+            "reference": self.reference.to_dict(),
+            "human_group": self.reference.human_group,
+            "human_paths": _records(self.human_paths) if self.human_paths is not None else [],
+            "bootstrap": self.bootstrap.to_dict() if self.bootstrap else None,
+        }
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        for row in frame.astype(object).to_dict("records")
+    ]
+
+
+def resolve_level(sem_result, level: str) -> tuple[str, str]:
+    """The invariance level whose paths are scored, and a sentence saying why."""
+    estimates = sem_result.estimates
+    fitted = list(dict.fromkeys(estimates["level"])) if len(estimates) else []
+    if level == "highest":
+        decision = getattr(sem_result, "decision", None) or {}
+        highest = decision.get("highest") if isinstance(decision, dict) else None
+        if not isinstance(highest, str) or not highest:
+            raise VaarError(
+                "VAAR level 'highest': the SEM decided no supported invariance level "
+                "(the configural model did not converge); score 'configural' or fix the fit"
+            )
+        rule = decision.get("rule", "the ladder's rule")
+        reason = f"highest supported invariance level under {rule}: {highest}"
+        level = highest
+    else:
+        reason = f"{level} model, as requested" if level != "configural" else (
+            "configural model (paths free in every group)"
+        )  # fmt: skip
+    if level not in fitted:
+        raise VaarError(
+            f"VAAR level {level!r} was not fitted (fitted: {', '.join(fitted) or 'none'})"
+        )
+    return level, reason
+
+
+def _excluded_groups(sem_result) -> dict[str, str]:
+    """Groups vaar.sem left out before fitting, with its reasons (diagnostics)."""
+    diagnostics = getattr(sem_result, "diagnostics", None) or {}
+    excluded = diagnostics.get("excluded_groups", {}) if isinstance(diagnostics, dict) else {}
+    if isinstance(excluded, dict):
+        return {str(k): str(v) for k, v in excluded.items()}
+    out = {}
+    for entry in excluded or []:
+        if isinstance(entry, dict):
+            out[str(entry.get("group"))] = str(entry.get("reason", "excluded by vaar.sem"))
+        else:
+            out[str(entry)] = "excluded by vaar.sem"
+    return out
+
+
+def align(
+    sem_result,
+    model_paths,
+    reference: Reference | None = None,
+    *,
+    level: str = "configural",
+    standardized: bool = False,
+    alpha: float = 0.05,
+    models: list[str] | None = None,
+    human_group: str | None = None,
+    bootstrap: BootstrapResult | int | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    seed: int = 0,
+    confidence: float = 0.95,
+    progress=None,
+) -> AlignmentResult:
+    """Score every model of a fitted SEM against the human reference.
+
+    `level` is "configural", "highest" (the highest invariance level the ladder supports) or a
+    fitted level's name. `models` lists every model of the study (default: those fitted and
+    those vaar.sem excluded); each one without usable paths is listed in `not_estimable`.
+    `human_group` names a group of human respondents in the data: its own path signs become the
+    reference (replacing `reference`) and it is reported beside the models, not scored.
+    `bootstrap` is a BootstrapResult, or a number of draws to run now: sessions are resampled
+    within model from the data vaar.sem fitted (`sem_result.data`) and refitted on local worker
+    processes, or on the Dask cluster at `scheduler`; CI columns are added to `scores`.
+    """
+    if not 0 < alpha < 1:
+        raise VaarError(f"alpha must be between 0 and 1, got {alpha}")
+    paths = [_as_path(p) for p in model_paths]
+    level, reason = resolve_level(sem_result, level)
+    estimates = sem_result.estimates
+    if human_group:
+        reference = reference_from_group(estimates, paths, human_group, level=level)
+    reference = reference or load_reference()
+    excluded = _excluded_groups(sem_result)
+    if models is None:
+        models = list(dict.fromkeys([*estimates["group"].astype(str), *excluded]))
+    evidence = path_evidence(
+        estimates, paths, reference, level=level, standardized=standardized, alpha=alpha,
+        models=models,
+    )  # fmt: skip
+    for group, why in excluded.items():
+        evidence.loc[evidence["model"] == group, "note"] = f"excluded by vaar.sem: {why}"
+    scores = scores_from_evidence(evidence, level)
+    if isinstance(bootstrap, int) and not isinstance(bootstrap, bool) and bootstrap > 0:
+        spec = refit_spec(sem_result, paths, reference, level, standardized, alpha)
+        with refit_executor(scheduler, workers) as executor:
+            bootstrap = bootstrap_vaar(
+                sem_result.data, spec, draws=bootstrap, seed=seed, executor=executor,
+                observed=scores, confidence=confidence, progress=progress,
+            )  # fmt: skip
+    elif not bootstrap:
+        bootstrap = None
+    if bootstrap is not None:
+        scores = scores.merge(bootstrap.intervals, on="model", how="left")
+    not_estimable = scores.loc[scores["vaar_soft"].isna(), ["model", "note"]].rename(
+        columns={"note": "reason"}
+    )
+    scale_note = "unstandardized path estimates (est / se)"
+    if standardized:
+        scale_note = (
+            "standardized estimates (std_all) with their own SE"
+            if standardized_se_column(estimates)
+            else "standardized estimates (std_all); sign evidence uses the unstandardized z "
+            "(est / se), since vaar.sem gives no SE for std_all"
+        )
+    human = None
+    if reference.human_group:
+        rows = estimates[(estimates["op"] == "~") & (estimates["level"] == level)]
+        human = rows[rows["group"].astype(str) == reference.human_group].reset_index(drop=True)
+    return AlignmentResult(
+        scores=scores.reset_index(drop=True),
+        evidence=evidence,
+        not_estimable=not_estimable.reset_index(drop=True),
+        reference=reference,
+        level=level,
+        level_reason=reason,
+        standardized=standardized,
+        scale_note=scale_note,
+        alpha=alpha,
+        bootstrap=bootstrap,
+        human_paths=human,
+    )
+
+
+def refit_spec(sem_result, paths, reference, level, standardized=False, alpha=0.05) -> RefitSpec:
+    """How to refit `sem_result`'s model in a bootstrap draw: the syntax and options vaar.sem
+    actually fitted (after dropping degenerate items), scored like the original."""
+    data = getattr(sem_result, "data", None)
+    syntax = getattr(sem_result, "syntax", "")
+    if data is None or not syntax:
+        raise VaarError(
+            "cannot bootstrap: the SEM result does not carry the data and syntax it fitted "
+            "(use vaar.sem.fit_ladder, or call bootstrap_vaar with your own table)"
+        )
+    call = (getattr(sem_result, "call", None) or {}).get("args", {})
+    return RefitSpec(
+        syntax=syntax,
+        paths=tuple(tuple(_as_path(p)) for p in paths),
+        reference=reference,
+        level=level,
+        estimator=getattr(sem_result, "estimator", None) or call.get("estimator", "MLR"),
+        ordered=tuple(call.get("ordered", [])) or False,
+        degenerate=(getattr(sem_result, "diagnostics", None) or {}).get(
+            "degenerate_strategy", "drop_items"
+        ),
+        standardized=standardized,
+        alpha=alpha,
+        group=call.get("group", "model"),
+    )
+
+
+__all__ = ["METRICS", "AlignmentResult", "align", "resolve_level"]
