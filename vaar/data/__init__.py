@@ -145,7 +145,8 @@ def _check_range(values: pd.Series, lo, hi, label, path, rows=None) -> None:
     if bad.any():
         row = int(bad.idxmax())
         raise VaarError(
-            f"{path}: {label} row {row + 2} holds {values[row]!r}, outside the scale {lo}..{hi}"
+            f"{path}: {label} row {row + 2} holds {float(values[row]):g}, "
+            f"outside the scale {lo}..{hi} (or not a whole option)"
         )
 
 
