@@ -17,20 +17,21 @@ from vaar.errors import VaarError
 
 INPUT_FILE = "input.csv"
 REPORT_DIR = "report"
+WARM_UP_MODEL = "f =~ a + b + c"
 
 
 def warm_up() -> None:
-    """Start R and load lavaan once, so the first job does not pay for it."""
-    from vaar.service import rbridge
+    """Start R, load lavaan and vaar's R functions once, so the first job does not pay for it."""
+    from vaar.sem import observed_variables
 
-    rbridge.load()
+    observed_variables(WARM_UP_MODEL)
 
 
 def check_model(progress=None, *, syntax: str) -> list[str]:
     """Parse a lavaan model with lavaan itself; return its observed variable names."""
-    from vaar.service import rbridge
+    from vaar.sem import observed_variables
 
-    return rbridge.observed_variables(syntax)
+    return observed_variables(syntax)
 
 
 def read_input(job_dir: Path, spec: dict) -> pd.DataFrame:
@@ -46,13 +47,15 @@ def run_job(progress, *, job_dir: str, spec: dict) -> dict:
     started = time.perf_counter()
     progress("reading data", 0.05)
     table = read_input(job_dir, spec)
+    # reports label groups as models: the group column is called "model" from here on
+    table = table.rename(columns={spec["group"]: "model"})
     timings: dict = {}
     if spec["kind"] == "model":
         from vaar.sem import analyze_data
 
         progress("fitting the lavaan model", 0.2)
         t0 = time.perf_counter()
-        sem = analyze_data(table, spec["model"], spec["group"])
+        sem = analyze_data(table, spec["model"], "model")
         timings["lavaan"] = round(time.perf_counter() - t0, 3)
         result = StudyResult(
             study=None,
@@ -80,7 +83,7 @@ def run_job(progress, *, job_dir: str, spec: dict) -> dict:
             instruments = study_instruments(study)
         else:
             instruments = [load_instrument(i) for i in spec["instruments"]]
-        wide = table.rename(columns={spec["group"]: "model"}) if spec["group"] != "model" else table
+        wide = table
         if "session" not in wide.columns:
             wide.insert(1, "session", [f"r{i + 1}" for i in range(len(wide))])
         progress("fitting the multi-group SEM and scoring VAAR", 0.2)
@@ -107,7 +110,7 @@ def summarize(result, seconds: float) -> dict:
     fits = getattr(sem, "fits", None)
     summary = {
         "seconds": round(seconds, 3),
-        "groups": sorted(map(str, result.wide.iloc[:, 0].unique())),
+        "groups": sorted(map(str, result.wide["model"].unique())),
     }
     if isinstance(fits, pd.DataFrame) and not fits.empty:
         summary["levels"] = [

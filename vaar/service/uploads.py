@@ -222,6 +222,11 @@ def check_group(table: pd.DataFrame, group: str) -> None:
             f"group column {group!r} is not in the data (columns: {_list(table.columns)}); "
             "name it with the 'group' field"
         )
+    if group != DEFAULT_GROUP and DEFAULT_GROUP in table.columns:
+        raise unprocessable(
+            f"the data has a column {DEFAULT_GROUP!r} but the group column is {group!r}; "
+            "rename one of them (reports label groups as models)"
+        )
     missing = table.index[table[group].isna()].tolist()
     if missing:
         rows = ", ".join(str(i + 2) for i in missing[:5])  # +2: 1-based, after the header
