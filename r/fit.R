@@ -1,0 +1,150 @@
+# One lavaan fit and the plain data extracted from it. Every lavaan call of vaar lives in r/*.R
+# (rpy2 cannot call lavaan's cfa()/sem() directly on lavaan 0.6-14), and every function here
+# returns lists and data frames, never printed output, so Python and analysis.R read the same
+# numbers. Warnings and errors are caught here and returned as data.
+
+suppressPackageStartupMessages({
+  library(lavaan)
+  library(semTools)
+})
+
+# Run `expr`, collecting warnings; an error becomes list(value = NULL, error = message).
+vaar_capture <- function(expr) {
+  warnings <- character(0)
+  error <- NA_character_
+  value <- withCallingHandlers(
+    tryCatch(expr, error = function(e) {
+      error <<- conditionMessage(e)
+      NULL
+    }),
+    warning = function(w) {
+      warnings <<- c(warnings, conditionMessage(w))
+      invokeRestart("muffleWarning")
+    }
+  )
+  list(value = value, warnings = unique(trimws(warnings)), error = error)
+}
+
+VAAR_FIT_MEASURES <- c(
+  "npar", "chisq", "df", "pvalue", "chisq.scaled", "df.scaled", "pvalue.scaled",
+  "cfi", "tli", "cfi.scaled", "tli.scaled", "cfi.robust", "tli.robust",
+  "rmsea", "rmsea.ci.lower", "rmsea.ci.upper", "rmsea.scaled", "rmsea.robust",
+  "rmsea.ci.lower.robust", "rmsea.ci.upper.robust", "srmr", "aic", "bic"
+)
+
+# Fit measures as a named numeric vector with NA for the ones this estimator does not give.
+vaar_fit_measures <- function(fit) {
+  out <- setNames(rep(NA_real_, length(VAAR_FIT_MEASURES)), VAAR_FIT_MEASURES)
+  if (is.null(fit)) {
+    return(out)
+  }
+  fm <- vaar_capture(fitMeasures(fit))$value
+  if (!is.null(fm)) {
+    have <- intersect(names(fm), VAAR_FIT_MEASURES)
+    out[have] <- as.numeric(fm[have])
+  } else {
+    out["npar"] <- as.numeric(lavInspect(fit, "npar"))
+  }
+  out
+}
+
+# Parameter estimates keyed by group *label* (lavaan orders groups by first appearance).
+vaar_estimates <- function(fit, level) {
+  pe <- vaar_capture(parameterEstimates(fit, standardized = TRUE, rsquare = TRUE))$value
+  if (is.null(pe) || nrow(pe) == 0) {
+    return(NULL)
+  }
+  labels <- lavInspect(fit, "group.label")
+  group <- if (length(labels) > 0 && "group" %in% names(pe)) labels[pe$group] else rep("", nrow(pe))
+  col <- function(name) if (name %in% names(pe)) as.numeric(pe[[name]]) else rep(NA_real_, nrow(pe))
+  data.frame(
+    level = level, group = as.character(group), lhs = pe$lhs, op = pe$op, rhs = pe$rhs,
+    label = if ("label" %in% names(pe)) pe$label else "",
+    est = col("est"), se = col("se"), z = col("z"), pvalue = col("pvalue"),
+    ci_lower = col("ci.lower"), ci_upper = col("ci.upper"), std_all = col("std.all"),
+    stringsAsFactors = FALSE
+  )
+}
+
+# Post-fit problems, flagged rather than raised: non-convergence, Heywood cases, non-positive-
+# definite latent covariance matrices, and the symptoms of non-identification.
+vaar_flags <- function(fit, level, warnings) {
+  flags <- data.frame(level = character(0), flag = character(0), detail = character(0))
+  add <- function(flag, detail) {
+    flags[nrow(flags) + 1, ] <<- list(level, flag, detail)
+  }
+  if (!isTRUE(lavInspect(fit, "converged"))) add("not_converged", "the optimizer found no solution")
+  pt <- parTable(fit)
+  labels <- lavInspect(fit, "group.label")
+  neg <- pt[pt$op == "~~" & pt$lhs == pt$rhs & pt$est < 0, ]
+  for (i in seq_len(nrow(neg))) {
+    g <- if (length(labels) > 0) labels[neg$group[i]] else ""
+    add("heywood", sprintf("negative variance %s ~~ %s = %.6g in group %s",
+                           neg$lhs[i], neg$rhs[i], neg$est[i], g))
+  }
+  cov_lv <- vaar_capture(lavInspect(fit, "cov.lv"))$value
+  if (!is.null(cov_lv)) {
+    if (is.matrix(cov_lv)) cov_lv <- list(cov_lv)
+    for (g in seq_along(cov_lv)) {
+      m <- cov_lv[[g]]
+      if (length(m) > 0 && min(eigen(m, symmetric = TRUE, only.values = TRUE)$values) < 0) {
+        add("not_positive_definite", sprintf("latent covariance matrix in group %s",
+                                             if (length(labels) > 0) labels[g] else ""))
+      }
+    }
+  }
+  ident <- grep("not (be )?identified|could not compute standard errors|could not invert",
+                warnings, ignore.case = TRUE, value = TRUE)
+  for (w in ident) add("not_identified", w)
+  flags
+}
+
+# Fit one model with lavaan() defaults of sem(); returns the fit plus everything as data.
+vaar_fit_one <- function(syntax, data, group, level, options, group.equal = "",
+                         group.partial = "", use_lavaan = FALSE) {
+  none_if_empty <- function(x) if (length(x) == 0) "" else x
+  args <- c(list(model = syntax, data = data, group = group,
+                 group.equal = none_if_empty(group.equal),
+                 group.partial = none_if_empty(group.partial)), options)
+  runner <- if (use_lavaan) "lavaan" else "sem"  # by name: lavaan deparses its call
+  res <- vaar_capture(do.call(runner, args))
+  fit <- res$value
+  messages <- data.frame(level = character(0), type = character(0), message = character(0))
+  for (w in res$warnings) messages[nrow(messages) + 1, ] <- list(level, "warning", w)
+  if (!is.na(res$error)) messages[nrow(messages) + 1, ] <- list(level, "error", res$error)
+  out <- list(fit = fit, level = level, messages = messages, error = res$error)
+  if (is.null(fit)) {
+    out$row <- c(list(level = level, converged = FALSE, post_check = FALSE),
+                 as.list(vaar_fit_measures(NULL)))
+    return(out)
+  }
+  post <- vaar_capture(lavInspect(fit, "post.check"))
+  for (w in setdiff(post$warnings, res$warnings)) {
+    out$messages[nrow(out$messages) + 1, ] <- list(level, "warning", w)
+  }
+  out$row <- c(list(level = level, converged = isTRUE(lavInspect(fit, "converged")),
+                    post_check = isTRUE(post$value)),
+               as.list(vaar_fit_measures(fit)))
+  out$estimates <- vaar_estimates(fit, level)
+  out$flags <- vaar_flags(fit, level, c(res$warnings, post$warnings))
+  stat_group <- vaar_capture(lavInspect(fit, "test")[[1]]$stat.group)$value
+  labels <- lavInspect(fit, "group.label")
+  if (!is.null(stat_group) && length(stat_group) == length(labels)) {
+    out$group_fits <- data.frame(level = level, group = labels, chisq = as.numeric(stat_group))
+  }
+  out$summary <- paste(
+    vaar_capture(capture.output(summary(fit, fit.measures = TRUE, standardized = TRUE,
+                                        rsquare = TRUE)))$value,
+    collapse = "\n"
+  )
+  out
+}
+
+# lavaan's own parse of a model string: observed and latent variable names, or its error.
+vaar_parse <- function(syntax) {
+  res <- vaar_capture(lavaanify(syntax))
+  if (is.null(res$value)) {
+    return(list(error = res$error, ov = character(0), lv = character(0)))
+  }
+  list(error = NA_character_, ov = lavNames(res$value, "ov"), lv = lavNames(res$value, "lv"))
+}

@@ -1,0 +1,104 @@
+"""Checks each group *before* fitting for what makes lavaan stop with a hard error on LLM data
+(zero-variance items, empty ordinal categories, fewer sessions than items, all missing), and
+applies the study's strategy: drop the offending items in every group, exclude the group, or
+fail. Never jitter: the data lavaan sees are the answers, minus what is reported here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from vaar.errors import VaarError
+
+STRATEGIES = ("drop_items", "exclude_group", "fail")
+
+
+@dataclass
+class Problem:
+    group: str
+    item: str | None  # None: the whole group
+    reason: str
+
+    def text(self) -> str:
+        where = f"item {self.item} in group {self.group}" if self.item else f"group {self.group}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass
+class Cleaned:
+    data: pd.DataFrame
+    items: list[str]
+    dropped_items: list[dict] = field(default_factory=list)  # {item, reason}
+    excluded_groups: list[dict] = field(default_factory=list)  # {group, reason}
+
+
+def group_problems(rows: pd.DataFrame, name: str, items: list[str]) -> list[Problem]:
+    """Problems that concern a whole group."""
+    if rows[items].isna().all().all():
+        return [Problem(name, None, "every answer is missing")]
+    if len(rows) < len(items):
+        return [Problem(name, None, f"{len(rows)} sessions for {len(items)} items")]
+    return []
+
+
+def item_problems(data: pd.DataFrame, group: str, items: list[str], ordered: bool):
+    problems = []
+    categories = {item: set(data[item].dropna().unique()) for item in items} if ordered else {}
+    for name, rows in data.groupby(group, sort=False):
+        for item in items:
+            values = rows[item].dropna()
+            if values.empty:
+                problems.append(Problem(str(name), item, "every answer is missing"))
+            elif values.nunique() == 1:
+                problems.append(
+                    Problem(str(name), item, f"zero variance (every answer is {values.iloc[0]:g})")
+                )
+            elif ordered:
+                empty = sorted(categories[item] - set(values.unique()))
+                if empty:
+                    shown = ", ".join(f"{v:g}" for v in empty)
+                    problems.append(Problem(str(name), item, f"empty ordinal categories {shown}"))
+    return problems
+
+
+def clean(data: pd.DataFrame, group: str, items: list[str], *, ordered: bool, strategy: str):
+    """The data and items to fit, and what was dropped or excluded (with reasons)."""
+    if strategy not in STRATEGIES:
+        raise VaarError(f"degenerate must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    items = list(items)
+    excluded: list[dict] = []
+    dropped: list[dict] = []
+    while True:
+        whole = [
+            p
+            for name, rows in data.groupby(group, sort=False)
+            for p in group_problems(rows, str(name), items)
+        ]
+        per_item = item_problems(data, group, items, ordered)
+        if not whole and not per_item:
+            break
+        if strategy == "fail":
+            reasons = "; ".join(p.text() for p in whole + per_item)
+            raise VaarError(f"cannot fit the model (degenerate='fail'): {reasons}")
+        bad_groups = {p.group: p.reason for p in whole}
+        if strategy == "exclude_group":
+            for p in per_item:
+                bad_groups.setdefault(p.group, f"item {p.item}: {p.reason}")
+        if bad_groups:
+            excluded += [{"group": g, "reason": r} for g, r in bad_groups.items()]
+            data = data[~data[group].astype(str).isin(bad_groups)]
+            continue  # item checks change once groups are gone
+        reasons: dict[str, list[str]] = {}
+        for p in per_item:
+            reasons.setdefault(p.item, []).append(f"group {p.group}: {p.reason}")
+        dropped += [{"item": item, "reason": "; ".join(why)} for item, why in reasons.items()]
+        items = [i for i in items if i not in reasons]
+        if not items:
+            break
+    if data.empty:
+        raise VaarError(
+            "no group is left to fit: "
+            + "; ".join(f"group {e['group']}: {e['reason']}" for e in excluded)
+        )
+    return Cleaned(data.reset_index(drop=True), items, dropped, excluded)

@@ -1,0 +1,224 @@
+"""The public fitting API: check the input, apply the degenerate-group strategy, run the R
+ladder (r/ladder.R: vaar_fit_ladder) and wrap its plain-data result in a SemResult."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from vaar.errors import VaarError
+from vaar.sem import bridge
+from vaar.sem import syntax as lav_syntax
+from vaar.sem.degenerate import clean
+from vaar.sem.result import SemResult
+
+CONTINUOUS_ESTIMATORS = ("ML", "MLR")
+ORDINAL_ESTIMATORS = ("WLSMV",)
+CONTINUOUS_LEVELS = ("configural", "metric", "scalar", "strict")
+ORDINAL_LEVELS = ("configural", "thresholds", "metric", "scalar", "strict")
+RULES = ("chen2007", "cheung_rensvold2002", "lrt")
+THRESHOLD_KEYS = ("cfi", "rmsea", "srmr_loadings", "srmr_other", "alpha")
+# The default ladder of the study pipeline: invariance levels only, no expensive extras.
+DEFAULTS = {"rule": "chen2007", "partial": False, "equal_paths": True, "bootstrap": 0}
+
+
+def parse_model(syntax: str) -> dict:
+    """lavaan's own parse: {"ov": observed names, "lv": latent names}; VaarError with lavaan's
+    message when the syntax is not valid."""
+    if not isinstance(syntax, str) or not syntax.strip():
+        raise VaarError("the lavaan model is empty")
+    parsed = bridge.call("vaar_parse", syntax)
+    if parsed.get("error"):
+        raise VaarError(f"invalid lavaan model syntax: {_first_line(parsed['error'])}")
+    return {"ov": _names(parsed.get("ov")), "lv": _names(parsed.get("lv"))}
+
+
+def observed_variables(syntax: str) -> list[str]:
+    """The observed variables of a lavaan model, by lavaan's own parser."""
+    return parse_model(syntax)["ov"]
+
+
+def _names(value) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in (value if isinstance(value, list) else [value])]
+
+
+def _first_line(message: str) -> str:
+    text = message.strip().removeprefix("lavaan ERROR:").strip()
+    return text.splitlines()[0] if text else "lavaan could not parse the model"
+
+
+def _levels(levels, ordinal: bool) -> list[str]:
+    known = ORDINAL_LEVELS if ordinal else CONTINUOUS_LEVELS
+    levels = list(levels) if levels else list(CONTINUOUS_LEVELS)
+    unknown = [lv for lv in levels if lv not in known]
+    if unknown:
+        raise VaarError(f"unknown invariance level(s) {unknown} (known: {', '.join(known)})")
+    if ordinal and any(lv in ("metric", "scalar", "strict") for lv in levels):
+        levels.append("thresholds")  # Wu & Estabrook (2016): thresholds before loadings
+    levels = ["configural", *levels]
+    return [lv for lv in known if lv in levels]
+
+
+def _thresholds(thresholds: dict | None) -> dict:
+    thresholds = dict(thresholds or {})
+    unknown = sorted(set(thresholds) - set(THRESHOLD_KEYS))
+    if unknown:
+        raise VaarError(f"unknown threshold(s) {unknown} (known: {', '.join(THRESHOLD_KEYS)})")
+    for key, value in thresholds.items():
+        if not isinstance(value, int | float) or value <= 0:
+            raise VaarError(f"threshold {key} must be a positive number, got {value!r}")
+    return {k: float(v) for k, v in thresholds.items()}
+
+
+def _model_data(data: pd.DataFrame, group: str, observed: list[str]) -> pd.DataFrame:
+    if not isinstance(data, pd.DataFrame):
+        raise VaarError("data must be a pandas DataFrame")
+    if group not in data.columns:
+        raise VaarError(f"no group column {group!r} (columns: {', '.join(map(str, data.columns))})")
+    missing = [v for v in observed if v not in data.columns]
+    if missing:
+        raise VaarError(f"the model names variables missing from the data: {', '.join(missing)}")
+    frame = data[[group, *observed]].copy()
+    if frame[group].isna().any():
+        raise VaarError(f"group column {group!r} has empty values")
+    frame[group] = frame[group].astype(str)
+    for column in observed:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = frame[column].notna() & values.isna()
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise VaarError(
+                f"column {column}: non-numeric value {frame[column].iloc[row]!r} in row {row + 1}"
+            )
+        frame[column] = values.astype(float)
+    return frame.reset_index(drop=True)
+
+
+def fit_ladder(
+    data: pd.DataFrame,
+    syntax: str,
+    group: str,
+    *,
+    estimator: str | None = "MLR",
+    ordered: bool | list[str] = False,
+    levels: list[str] | None = None,
+    degenerate: str = "drop_items",
+    rule: str = "chen2007",
+    thresholds: dict | None = None,
+    partial: bool = False,
+    max_free: int = 10,
+    equal_paths: bool = True,
+    bootstrap: int = 0,
+    ncpus: int = 2,
+    seed: int = 1,
+) -> SemResult:
+    """Fit the invariance ladder of a multi-group model with lavaan.
+
+    `ordered`: False (continuous, ML/MLR with FIML when data are missing), True (every
+    observed variable ordinal, WLSMV/theta) or a list of ordinal variables. `levels` are the
+    constrained levels to try (configural is always fitted). `rule`: "chen2007",
+    "cheung_rensvold2002" or "lrt"; `thresholds` override the rule's cut-offs."""
+    parsed = parse_model(syntax)
+    frame = _model_data(data, group, parsed["ov"])
+    ordinal_vars = _ordered(ordered, parsed["ov"])
+    ordinal = bool(ordinal_vars)
+    estimator = estimator or ("WLSMV" if ordinal else "MLR")
+    allowed = ORDINAL_ESTIMATORS if ordinal else CONTINUOUS_ESTIMATORS
+    if estimator not in allowed:
+        kind = "ordinal" if ordinal else "continuous"
+        raise VaarError(f"estimator {estimator!r} does not fit {kind} data (use {allowed})")
+    if rule not in RULES:
+        raise VaarError(f"unknown decision rule {rule!r} (known: {', '.join(RULES)})")
+    level_list = _levels(levels, ordinal)
+    cut_offs = _thresholds(thresholds)
+    if bootstrap < 0 or max_free < 1:
+        raise VaarError("bootstrap must be >= 0 and max_free >= 1")
+
+    cleaned = clean(frame, group, parsed["ov"], ordered=ordinal, strategy=degenerate)
+    dropped = {d["item"] for d in cleaned.dropped_items}
+    pruned = lav_syntax.drop_variables(syntax, dropped) if dropped else None
+    fitted_syntax = pruned.syntax if pruned else syntax
+    if pruned:
+        parsed = parse_model(fitted_syntax) if fitted_syntax.strip() else {"ov": []}
+        if not parsed["ov"]:
+            raise VaarError(
+                "no item is left to fit after dropping degenerate items: "
+                + "; ".join(f"{d['item']} ({d['reason']})" for d in cleaned.dropped_items)
+            )
+    used = cleaned.data[[group, *parsed["ov"]]]
+    ordinal_vars = [v for v in ordinal_vars if v in parsed["ov"]]
+
+    args = {
+        "group": group,
+        "estimator": estimator,
+        "ordered": ordinal_vars,
+        "levels": level_list,
+        "rule": rule,
+        "thresholds": cut_offs,
+        "partial": bool(partial),
+        "max_free": int(max_free),
+        "equal_paths": bool(equal_paths),
+        "bootstrap": int(bootstrap),
+        "ncpus": int(ncpus),
+        "seed": int(seed),
+    }
+    raw = bridge.call("vaar_fit_ladder", used, fitted_syntax, **_r_args(args))
+    diagnostics = {
+        "dropped_items": cleaned.dropped_items,
+        "excluded_groups": cleaned.excluded_groups,
+        "dropped_factors": pruned.dropped_factors if pruned else [],
+        "not_estimable_paths": pruned.not_estimable_paths if pruned else [],
+        "degenerate_strategy": degenerate,
+    }
+    result = SemResult.from_r(raw, diagnostics)
+    result.syntax = fitted_syntax
+    result.call = {"function": "vaar_fit_ladder", "syntax": fitted_syntax, "args": args}
+    result.data = used
+    result.estimator = estimator
+    return result
+
+
+def _ordered(ordered, observed: list[str]) -> list[str]:
+    if ordered is True:
+        return list(observed)
+    if not ordered:
+        return []
+    unknown = [v for v in ordered if v not in observed]
+    if unknown:
+        raise VaarError(f"ordered names variables not in the model: {', '.join(unknown)}")
+    return list(ordered)
+
+
+def _r_args(args: dict) -> dict:
+    """Arguments for the R function (empty vectors and dicts as R understands them)."""
+    out = dict(args)
+    out["ordered"] = list(args["ordered"])
+    out["thresholds"] = dict(args["thresholds"])
+    out["max_free"] = int(args["max_free"])
+    return out
+
+
+def analyze_data(
+    table: pd.DataFrame,
+    syntax: str,
+    group: str,
+    *,
+    estimator: str | None = None,
+    ordered: bool | list[str] = False,
+    levels: list[str] | None = None,
+    rule: str = "chen2007",
+    partial: bool = False,
+    bootstrap: int = 0,
+    thresholds: dict | None = None,
+    degenerate: str = "drop_items",
+    equal_paths: bool = True,
+    seed: int = 1,
+) -> SemResult:
+    """Any lavaan model on any multi-group table: the same ladder, decisions and outputs as the
+    vaar model (no VAAR). Syntax, group column and variables are checked first."""
+    return fit_ladder(
+        table, syntax, group, estimator=estimator, ordered=ordered, levels=levels,
+        degenerate=degenerate, rule=rule, thresholds=thresholds, partial=partial,
+        equal_paths=equal_paths, bootstrap=bootstrap, seed=seed,
+    )  # fmt: skip

@@ -1,0 +1,147 @@
+"""SemResult: everything one ladder run produced, as pandas tables and plain dicts, so the
+alignment and report stages never touch R."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+ESTIMATE_COLUMNS = [
+    "level", "group", "lhs", "op", "rhs", "label", "est", "se", "z", "pvalue",
+    "ci_lower", "ci_upper", "std_all",
+]  # fmt: skip
+FIT_COLUMNS = [
+    "level", "converged", "post_check", "npar", "chisq", "df", "pvalue", "chisq_scaled",
+    "df_scaled", "pvalue_scaled", "cfi", "tli", "cfi_scaled", "tli_scaled", "cfi_robust",
+    "tli_robust", "rmsea", "rmsea_ci_lower", "rmsea_ci_upper", "rmsea_scaled", "rmsea_robust",
+    "rmsea_ci_lower_robust", "rmsea_ci_upper_robust", "srmr", "aic", "bic",
+]  # fmt: skip
+
+
+def _frame(value, columns=None) -> pd.DataFrame:
+    if isinstance(value, pd.DataFrame):
+        frame = value.copy()
+        frame.columns = [str(c).replace(".", "_") for c in frame.columns]
+        return frame
+    return pd.DataFrame(columns=columns or [])
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+@dataclass
+class SemResult:
+    """One multi-group analysis. `decision["highest"]` is the highest invariance level that
+    holds under `decision["rule"]` (None when even the configural model failed)."""
+
+    estimates: pd.DataFrame
+    fits: pd.DataFrame
+    comparisons: pd.DataFrame
+    decision: dict
+    diagnostics: dict
+    lavaan_output: dict
+    versions: dict
+    group_fits: pd.DataFrame = field(default_factory=pd.DataFrame)
+    partial: pd.DataFrame = field(default_factory=pd.DataFrame)
+    equal_paths: dict | None = None
+    bootstrap: pd.DataFrame = field(default_factory=pd.DataFrame)
+    options: dict = field(default_factory=dict)
+    groups: list[str] = field(default_factory=list)
+    estimator: str | None = None
+    syntax: str = ""  # the model as fitted (after dropping degenerate items)
+    call: dict = field(default_factory=dict)  # R function and arguments, for the bundle
+    data: pd.DataFrame | None = field(default=None, repr=False)  # the exact data fitted
+
+    @classmethod
+    def from_r(cls, raw: dict, diagnostics: dict) -> SemResult:
+        """Build from the list vaar_fit_ladder() returns (see r/ladder.R)."""
+        decision = dict(raw["decision"])
+        decision["freed"] = _as_list(decision.get("freed"))
+        decision["levels_tested"] = _as_list(decision.get("levels_tested"))
+        decision["level"] = decision.get("highest")  # alias used by the service summary
+        messages = _frame(raw.get("messages"), ["level", "type", "message"])
+        flags = _frame(raw.get("flags"), ["level", "flag", "detail"])
+        diagnostics = {
+            **diagnostics,
+            "warnings": [
+                f"{m['level']}: {m['message']}" for m in messages.to_dict("records")
+                if m.get("type") == "warning"
+            ],
+            "errors": [
+                f"{m['level']}: {m['message']}" for m in messages.to_dict("records")
+                if m.get("type") == "error"
+            ],
+            "flags": flags.to_dict(orient="records"),
+            "missing": (raw.get("options") or {}).get("missing"),
+        }  # fmt: skip
+        equal = _frame(raw.get("equal_paths"))
+        summaries = raw.get("summaries") or {}
+        if isinstance(summaries, str):
+            summaries = {"configural": summaries}
+        return cls(
+            estimates=_frame(raw.get("estimates"), ESTIMATE_COLUMNS),
+            fits=_frame(raw.get("fits"), FIT_COLUMNS),
+            comparisons=_frame(raw.get("comparisons")),
+            decision=decision,
+            diagnostics=diagnostics,
+            lavaan_output=dict(summaries),
+            versions=dict(raw.get("versions") or {}),
+            group_fits=_frame(raw.get("group_fits"), ["level", "group", "chisq"]),
+            partial=_frame(raw.get("partial")),
+            equal_paths=equal.iloc[0].to_dict() if len(equal) else None,
+            bootstrap=_frame(raw.get("bootstrap")),
+            options=dict(raw.get("options") or {}),
+            groups=_as_list(raw.get("group_labels")),
+        )
+
+    @property
+    def highest_level(self) -> str | None:
+        return self.decision.get("highest")
+
+    def paths(self, level: str | None = None) -> pd.DataFrame:
+        """Structural regressions (op '~') at one level (default: the highest that holds)."""
+        level = level or self.highest_level
+        est = self.estimates
+        return est[(est["op"] == "~") & (est["level"] == level)].reset_index(drop=True)
+
+    def to_dict(self) -> dict:
+        """JSON-ready plain data (NaN becomes None)."""
+
+        def records(frame: pd.DataFrame) -> list[dict]:
+            return [_clean(r) for r in frame.to_dict(orient="records")]
+
+        return {
+            "estimates": records(self.estimates),
+            "fits": records(self.fits),
+            "group_fits": records(self.group_fits),
+            "comparisons": records(self.comparisons),
+            "decision": _clean(self.decision),
+            "partial": records(self.partial),
+            "equal_paths": _clean(self.equal_paths),
+            "bootstrap": records(self.bootstrap),
+            "diagnostics": _clean(self.diagnostics),
+            "options": _clean(self.options),
+            "estimator": self.estimator,
+            "syntax": self.syntax,
+            "call": _clean(self.call),
+            "groups": list(self.groups),
+            "versions": dict(self.versions),
+            "lavaan_output": dict(self.lavaan_output),
+        }
+
+
+def _clean(value):
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        return _clean(value.item())
+    return value
