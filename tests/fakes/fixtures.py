@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -39,6 +40,15 @@ def smollm2_gguf() -> Path | None:
     return path if path.exists() else None
 
 
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM when pytest dies, even by SIGKILL (no orphans)."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @pytest.fixture(scope="session")
 def smollm2_server(tmp_path_factory):
     """The real SmolLM2-135M behind llama-cpp-python's OpenAI-compatible server on loopback;
@@ -65,12 +75,13 @@ def smollm2_server(tmp_path_factory):
                 "--n_ctx",
                 "2048",
                 "--n_threads",
-                "2",
+                "1",  # llama.cpp's thread barriers spin: 1 thread degrades least on a busy box
                 "--seed",
                 "0",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     base = f"http://127.0.0.1:{port}/v1"

@@ -62,6 +62,9 @@ def parse_answer(text: str, options: list[tuple[int, str]]) -> Parsed:
     if numbers:
         leading = _leading_number(text)
         if leading is not None:
+            labelled = _labels(text, options)
+            if labelled and leading not in labelled:  # "1. Strongly agree": which one?
+                return Parsed(None, "invalid", "ambiguous: the number and the label disagree")
             return _check(leading, lo, hi, "leading number")
         if len(set(in_range)) == 1:
             return Parsed(in_range[0], "ok")

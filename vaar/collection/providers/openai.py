@@ -19,6 +19,12 @@ class OpenAIParams(HttpParams):
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = Field(
         "max_tokens", description="newer OpenAI models want max_completion_tokens"
     )
+    json_format: Literal["json_schema", "json_object"] = Field(
+        "json_schema",
+        description="how structured output is asked for: OpenAI/vLLM/Ollama take "
+        "{type: json_schema, json_schema: {schema}}; llama-cpp-python takes "
+        "{type: json_object, schema}",
+    )
     extra: dict = Field(default_factory=dict, description="more body fields, sent as given")
 
 
@@ -45,7 +51,9 @@ class OpenAIProvider(HttpProvider):
             body["top_p"] = p.top_p
         if p.send_seed:
             body["seed"] = request.seed
-        if request.json_schema is not None:
+        if request.json_schema is not None and p.json_format == "json_object":
+            body["response_format"] = {"type": "json_object", "schema": request.json_schema}
+        elif request.json_schema is not None:
             body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "answer", "schema": request.json_schema, "strict": True},

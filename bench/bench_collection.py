@@ -1,0 +1,196 @@
+"""Collection throughput against a fake OpenAI-compatible server with fixed latency L.
+
+With C sessions in flight and every reply taking L seconds, no client can do better than C/L
+requests per second; this prints the measured rate and its ratio to that bound for each C
+(target >= 0.9 at C=256, L=200 ms), the client's CPU time per request (everything vaar does
+per turn: history, parsing, the store commit, HTTP), and the peak memory of a 100k-answer run
+with the simulated provider (no HTTP) in a fresh process.
+
+The fake server (tests/fakes/fake_llm.py) runs in a process of its own, so client and server
+each get a core.
+
+    .venv/bin/python bench/bench_collection.py                 # C = 16, 64, 256; L = 0.2 s
+    .venv/bin/python bench/bench_collection.py --concurrency 256 --latency 0.2 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTRUMENTS = ["aods"]  # 12 items: short sessions, so many sessions start and finish
+
+
+def start_server(port: int, latency: float) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.fakes.fake_llm",
+            "--port",
+            str(port),
+            "--latency",
+            str(latency),
+        ],
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1):
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("fake server did not start")
+
+
+def study(out: Path, url: str, concurrency: int, sessions: int):
+    from vaar.config import parse_study
+
+    return parse_study(
+        {
+            "name": "bench",
+            "seed": 1,
+            "sessions_per_model": sessions,
+            "instruments": INSTRUMENTS,
+            "output_dir": str(out),
+            "models": [
+                {
+                    "name": "fake",
+                    "provider": "openai",
+                    "base_url": url,
+                    "concurrency": concurrency,
+                    "params": {"timeout": 30},
+                }
+            ],
+        }
+    )
+
+
+def throughput(url: str, concurrency: int, latency: float, seconds: float) -> dict:
+    from vaar.collection import collect
+
+    turns_per_session = 12
+    bound = concurrency / latency  # requests per second
+    # whole waves of C sessions, all of one length, so no slot idles at the end of the run
+    waves = max(1, round(seconds / (turns_per_session * latency)))
+    sessions = concurrency * waves
+    with tempfile.TemporaryDirectory() as tmp:
+        s = study(Path(tmp), url, concurrency, sessions)
+        cpu, wall = time.process_time(), time.perf_counter()
+        summary = asyncio.run(collect(s, progress=False))
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    if not summary.complete:
+        raise RuntimeError("\n".join(summary.lines()))
+    requests = summary.models["fake"]["requests"]
+    return {
+        "concurrency": concurrency,
+        "latency_s": latency,
+        "sessions": sessions,
+        "requests": requests,
+        "seconds": round(wall, 2),
+        "requests_per_s": round(requests / wall, 1),
+        "sessions_per_s": round(sessions / wall, 2),
+        "bound_requests_per_s": round(bound, 1),
+        "ratio_to_bound": round(requests / wall / bound, 3),
+        "client_cpu_us_per_request": round(cpu / requests * 1e6, 1),
+    }
+
+
+def memory_run(answers: int) -> dict:
+    """In this (fresh) process: collect `answers` simulated answers, report time and peak RSS."""
+    from vaar.collection import collect
+    from vaar.config import parse_study
+    from vaar.data import long_table, wide_table
+
+    items = 28  # psa + aods
+    with tempfile.TemporaryDirectory() as tmp:
+        s = parse_study(
+            {
+                "name": "mem",
+                "seed": 1,
+                "sessions_per_model": -(-answers // items),
+                "instruments": ["psa", "aods"],
+                "output_dir": tmp,
+                "session": {"history": {"mode": "last_k", "last_k": 4}},
+                "models": [{"name": "sim", "provider": "simulated", "concurrency": 256}],
+            }
+        )
+        wall = time.perf_counter()
+        asyncio.run(collect(s, progress=False))
+        collect_s = time.perf_counter() - wall
+        rss_collect = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        long = long_table(Path(tmp) / "collection.sqlite")
+        wide_table(long)
+        tables_s = time.perf_counter() - wall - collect_s
+    return {
+        "answers": len(long),
+        "collect_s": round(collect_s, 2),
+        "us_per_answer": round(collect_s / len(long) * 1e6, 1),
+        "tables_s": round(tables_s, 2),
+        "peak_rss_mb_after_collect": round(rss_collect, 1),
+        "peak_rss_mb_with_tables": round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--seconds", type=float, default=15, help="target run length per C")
+    parser.add_argument("--answers", type=int, default=100_000, help="memory run size (0: skip)")
+    parser.add_argument("--memory-run", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_run:
+        print(json.dumps(memory_run(args.memory_run)))
+        return
+
+    sys.path.insert(0, str(ROOT))
+    from tests.fakes.fake_llm import free_port
+
+    port = free_port()
+    server = start_server(port, args.latency)
+    try:
+        for c in args.concurrency:
+            row = throughput(f"http://127.0.0.1:{port}/v1", c, args.latency, args.seconds)
+            print(
+                f"C={c:4d} L={args.latency * 1000:.0f} ms: {row['requests_per_s']:8.1f} req/s "
+                f"({row['sessions_per_s']:.2f} sessions/s) vs bound C/L = "
+                f"{row['bound_requests_per_s']:.0f} req/s -> ratio {row['ratio_to_bound']:.3f}; "
+                f"client CPU {row['client_cpu_us_per_request']:.0f} us/request "
+                f"({row['requests']} requests in {row['seconds']} s)",
+                flush=True,
+            )
+    finally:
+        server.terminate()
+        server.wait(10)
+    if args.answers:
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-run", str(args.answers)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        print(
+            f"{row['answers']} simulated answers: collect {row['collect_s']} s "
+            f"({row['us_per_answer']} us/answer), tables {row['tables_s']} s, peak RSS "
+            f"{row['peak_rss_mb_after_collect']} MB after collect, "
+            f"{row['peak_rss_mb_with_tables']} MB with long+wide tables"
+        )
+
+
+if __name__ == "__main__":
+    main()
