@@ -239,3 +239,45 @@ def test_provider_error_is_a_vaar_error():
     from vaar.errors import VaarError
 
     assert issubclass(ProviderError, VaarError)
+
+
+def test_shared_cache_reuses_only_replies_that_parsed(tmp_path, fake_llm):
+    from vaar.collection.parsing import parse_answer
+
+    cache = tmp_path / "cache.sqlite"
+    fake = fake_llm(Faults(rate_garbage=0.15, seed=5))
+    first = study(tmp_path / "one", [openai_model(fake.base_url)], sessions=3)
+    one = asyncio.run(collect(first, progress=False, cache_path=cache))
+    assert one.complete and fake.counts["garbage"] > 0
+    replies = [json.loads(r)["text"] for (r,) in sqlite3.connect(cache).execute(
+        "SELECT reply FROM cache")]  # fmt: skip
+    scales = [[(o.value, o.label) for o in load_instrument(i).options] for i in ("psa", "aods")]
+    assert replies and all(
+        any(parse_answer(t, options).status == "ok" for options in scales) for t in replies
+    )
+    assert not set(replies) & {"asdf qwerty", "Hmm.", "The weather is nice today."}
+
+    # the same study into a new output dir: the garbage replies were not kept, so exactly
+    # those turns (and, with the history changed, the turns after them) are asked again
+    fake.faults.rate_garbage = 0.0
+    asked = fake.counts["requests"]
+    two = asyncio.run(collect(study(tmp_path / "two", [openai_model(fake.base_url)], sessions=3),
+                              progress=False, cache_path=cache))  # fmt: skip
+    assert two.models["o"]["cached"] > 0 and fake.counts["requests"] > asked
+    assert (long_table(two.store_path)["attempts"] == 1).all()  # no garbage reused
+    # and once more: now every request is answered from the cache, nothing paid twice
+    asked = fake.counts["requests"]
+    three = asyncio.run(collect(study(tmp_path / "3", [openai_model(fake.base_url)], sessions=3),
+                                progress=False, cache_path=cache))  # fmt: skip
+    assert fake.counts["requests"] == asked and three.models["o"]["prompt_tokens"] == 0
+    key = ["session", "item"]
+    a = long_table(two.store_path).sort_values(key).reset_index(drop=True)
+    b = long_table(three.store_path).sort_values(key).reset_index(drop=True)
+    assert a[["value", "status", "position", "raw"]].equals(
+        b[["value", "status", "position", "raw"]]
+    )
+
+    # a changed parameter is a different request: nothing reused
+    other = study(tmp_path / "three", [openai_model(fake.base_url, temperature=1.0)], sessions=1)
+    four = asyncio.run(collect(other, progress=False, cache_path=cache))
+    assert four.models["o"]["cached"] == 0 and fake.counts["requests"] > asked

@@ -22,8 +22,13 @@ EXIT_INCOMPLETE = 3  # some sessions are not done: rerun (or --retry-errors) to 
 @click.option(
     "--store", type=click.Path(dir_okay=False), help="Default: <output_dir>/collection.sqlite"
 )
+@click.option(
+    "--cache",
+    type=click.Path(dir_okay=False),
+    help="Reply cache (SQLite) shared across studies; identical requests are not paid twice.",
+)
 @click.option("--no-progress", is_flag=True, help="No live display or progress lines.")
-def collect(study_file, dry_run, prices, max_cost, retry_errors, store, no_progress):
+def collect(study_file, dry_run, prices, max_cost, retry_errors, store, cache, no_progress):
     """Collect answers for a study (resuming where an earlier run stopped).
 
     \b
@@ -54,6 +59,7 @@ def collect(study_file, dry_run, prices, max_cost, retry_errors, store, no_progr
                 retry_errors=retry_errors,
                 max_cost=max_cost,
                 prices=price_table,
+                cache_path=cache,
             )
         )
     except KeyboardInterrupt:

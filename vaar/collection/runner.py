@@ -35,7 +35,7 @@ from vaar.collection.sessions import (
     select_history,
     session_id,
 )
-from vaar.collection.store import AnswerRow, Store, TurnRecord, estimate_tokens
+from vaar.collection.store import AnswerRow, ReplyCache, Store, TurnRecord, estimate_tokens
 from vaar.errors import VaarError
 
 
@@ -135,7 +135,7 @@ class ModelRun:
         key = ""
         if self.provider.cacheable:
             key = self.cache_key(messages, seed, replicate, instrument)
-            hit = self.run.store.cached_reply(key)
+            hit = (self.run.cache or self.run.store).cached_reply(key)
             if hit is not None:
                 self.stats.cached += 1
                 return ChatReply(**hit, cached=True), key
@@ -290,6 +290,8 @@ class ModelRun:
                 cache=cache,
                 session_done=last,
             )
+            if cache and run.cache:
+                run.cache.put(cache)
             done.append(record)
             if run.max_cost is not None and run.spent >= run.max_cost:
                 run.stop_reason = f"max cost {run.max_cost} reached (spent {run.spent:.4f})"
@@ -336,9 +338,10 @@ def _reply_dict(reply: ChatReply) -> dict:
 
 
 class CollectionRun:
-    def __init__(self, study, store: Store, prices: dict, max_cost: float | None):
+    def __init__(self, study, store: Store, prices: dict, max_cost: float | None, cache=None):
         self.study = study
         self.store = store
+        self.cache = cache  # a shared ReplyCache, else the store's own cache table
         self.instruments = load_study_instruments(study)
         self.personas = load_personas(study.session.personas)
         self.max_cost = max_cost
@@ -357,16 +360,19 @@ async def collect(
     retry_errors: bool = False,
     max_cost: float | None = None,
     prices: dict | None = None,
+    cache_path: str | Path | None = None,
 ) -> CollectionSummary:
-    """Collect (or resume collecting) every session of the study into the SQLite store."""
+    """Collect (or resume collecting) every session of the study into the SQLite store;
+    `cache_path` names a reply cache shared across studies (default: the store's own)."""
     check_params(study.models)
     if max_cost is not None and not prices:
         raise VaarError("--max-cost needs a price table (--prices FILE) to know what a token costs")
     store_path = Path(store_path) if store_path else study.out_path / "collection.sqlite"
     started = time.monotonic()
     store = Store(store_path)
+    cache = ReplyCache(cache_path) if cache_path else None
     try:
-        run = CollectionRun(study, store, prices or {}, max_cost)
+        run = CollectionRun(study, store, prices or {}, max_cost, cache)
         store.bind_study(
             study.name,
             study_fingerprint(study, run.instruments, run.personas),
@@ -394,6 +400,8 @@ async def collect(
         return _summary(run, store, time.monotonic() - started)
     finally:
         store.close()
+        if cache:
+            cache.close()
 
 
 async def _run_model(model: ModelRun, status: dict, retry_errors: bool) -> None:

@@ -307,3 +307,27 @@ def transcripts(path: str | Path):
             }
     finally:
         con.close()
+
+
+class ReplyCache:
+    """Replies that parsed, by cache key, in a SQLite file several studies can share: rerunning
+    a study into a new output_dir, or a study that repeats another's requests exactly (same
+    provider, base URL, model, parameters, messages, seed, replicate and instrument hash),
+    reuses them instead of paying again. Unusable replies are never stored."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.con = connect(self.path)
+        self.con.execute("CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, reply TEXT)")
+
+    def cached_reply(self, key: str) -> dict | None:
+        row = self.con.execute("SELECT reply FROM cache WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, rows: list[tuple[str, str]]) -> None:
+        with self.con:
+            self.con.execute("BEGIN")
+            self.con.executemany("INSERT OR REPLACE INTO cache VALUES (?, ?)", rows)
+
+    def close(self) -> None:
+        self.con.close()
