@@ -74,6 +74,8 @@ def refit_draw(spec: RefitSpec, data: pd.DataFrame, seed: int, draw: int) -> dic
             fit.estimates, spec.paths, spec.reference, level=spec.level,
             standardized=spec.standardized, alpha=spec.alpha, models=models,
         )  # fmt: skip
+        for group, why in excluded_groups(fit).items():
+            scores.loc[scores["model"] == group, "note"] = f"excluded by vaar.sem: {why}"
     except Exception as exc:  # a failed refit is data for the result, not a crash
         return {"draw": draw, "error": f"{type(exc).__name__}: {exc}", "scores": []}
     return {
@@ -82,6 +84,21 @@ def refit_draw(spec: RefitSpec, data: pd.DataFrame, seed: int, draw: int) -> dic
         "seconds": time.perf_counter() - start,
         "scores": scores.to_dict("records"),
     }
+
+
+def excluded_groups(sem_result) -> dict[str, str]:
+    """Groups vaar.sem left out before fitting, with its reasons (diagnostics)."""
+    diagnostics = getattr(sem_result, "diagnostics", None) or {}
+    excluded = diagnostics.get("excluded_groups", {}) if isinstance(diagnostics, dict) else {}
+    if isinstance(excluded, dict):
+        return {str(k): str(v) for k, v in excluded.items()}
+    out = {}
+    for entry in excluded or []:
+        if isinstance(entry, dict):
+            out[str(entry.get("group"))] = str(entry.get("reason", "excluded by vaar.sem"))
+        else:
+            out[str(entry)] = "excluded by vaar.sem"
+    return out
 
 
 @dataclass

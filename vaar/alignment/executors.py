@@ -4,12 +4,20 @@ Embedded R is single-threaded, so every refit must run on the main thread of a p
 owns its own R. Local workers are spawned processes (one R each). Dask runs tasks on worker
 *threads*, so each Dask worker process hands its tasks to one spawned child that owns R;
 that needs non-daemonic Dask workers (DASK_DISTRIBUTED__WORKER__DAEMON=False).
+
+Once R runs in a process, rpy2 has prepended R's library dirs to LD_LIBRARY_PATH, which can
+make a spawned Python load the system's libpython instead of its own (seen here: Debian's
+3.11.2 under pyenv's 3.11.7, after which `import ssl` fails). Workers are therefore started
+under `own_libpython_env()`.
 """
 
 from __future__ import annotations
 
+import glob
 import multiprocessing
 import os
+import sys
+import sysconfig
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -21,14 +29,40 @@ _R_POOL: ProcessPoolExecutor | None = None
 _R_POOL_LOCK = threading.Lock()
 
 
+@contextmanager
+def own_libpython_env() -> Iterator[None]:
+    """While inside, LD_LIBRARY_PATH holds no directory with another build's libpython, so
+    processes started here load this interpreter's own (see module doc)."""
+    old = os.environ.get("LD_LIBRARY_PATH")
+    if not old:
+        yield
+        return
+    name = f"libpython{sys.version_info.major}.{sys.version_info.minor}*.so*"
+    own = sysconfig.get_config_var("LIBDIR")
+    keep = [d for d in old.split(":") if d == own or not glob.glob(os.path.join(d, name))]
+    os.environ["LD_LIBRARY_PATH"] = ":".join(keep)
+    try:
+        yield
+    finally:
+        os.environ["LD_LIBRARY_PATH"] = old
+
+
 def _spawn_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    """Spawned (not forked: R cannot be forked safely) worker processes, all started now."""
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    with own_libpython_env():
+        for future in [pool.submit(os.getpid) for _ in range(workers)]:
+            future.result()
+    return pool
 
 
 @contextmanager
-def refit_executor(scheduler: str | None = None, workers: int | None = None) -> Iterator[Executor]:
-    """An Executor for refit jobs: `scheduler` (a Dask address such as tcp://127.0.0.1:8786)
-    uses that cluster; otherwise `workers` local processes (default: one per core)."""
+def refit_executor(
+    scheduler: str | None = None, workers: int | None = None, *, timeout: float = 10
+) -> Iterator[Executor]:
+    """An Executor for refit jobs: `scheduler` (a Dask address such as tcp://127.0.0.1:8786,
+    reached within `timeout` seconds) uses that cluster; otherwise `workers` local processes
+    (default: one per core)."""
     if scheduler:
         try:
             from distributed import Client
@@ -36,7 +70,7 @@ def refit_executor(scheduler: str | None = None, workers: int | None = None) -> 
             raise VaarError("a Dask scheduler was given but 'distributed' is not installed "
                             "(pip install 'vaar[dask]')") from None  # fmt: skip
         try:
-            client = Client(scheduler, timeout=10)
+            client = Client(scheduler, timeout=timeout)
         except OSError as exc:
             raise VaarError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
         try:

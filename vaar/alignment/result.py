@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import Executor
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import pandas as pd
 
-from vaar.alignment.bootstrap import METRICS, BootstrapResult, RefitSpec, bootstrap_vaar
+from vaar.alignment.bootstrap import (
+    METRICS,
+    BootstrapResult,
+    RefitSpec,
+    bootstrap_vaar,
+    excluded_groups,
+)
 from vaar.alignment.executors import refit_executor
 from vaar.alignment.reference import (
     Reference,
@@ -111,21 +119,6 @@ def resolve_level(sem_result, level: str) -> tuple[str, str]:
     return level, reason
 
 
-def _excluded_groups(sem_result) -> dict[str, str]:
-    """Groups vaar.sem left out before fitting, with its reasons (diagnostics)."""
-    diagnostics = getattr(sem_result, "diagnostics", None) or {}
-    excluded = diagnostics.get("excluded_groups", {}) if isinstance(diagnostics, dict) else {}
-    if isinstance(excluded, dict):
-        return {str(k): str(v) for k, v in excluded.items()}
-    out = {}
-    for entry in excluded or []:
-        if isinstance(entry, dict):
-            out[str(entry.get("group"))] = str(entry.get("reason", "excluded by vaar.sem"))
-        else:
-            out[str(entry)] = "excluded by vaar.sem"
-    return out
-
-
 def align(
     sem_result,
     model_paths,
@@ -139,6 +132,7 @@ def align(
     bootstrap: BootstrapResult | int | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    executor: Executor | None = None,
     seed: int = 0,
     confidence: float = 0.95,
     progress=None,
@@ -152,7 +146,8 @@ def align(
     reference (replacing `reference`) and it is reported beside the models, not scored.
     `bootstrap` is a BootstrapResult, or a number of draws to run now: sessions are resampled
     within model from the data vaar.sem fitted (`sem_result.data`) and refitted on local worker
-    processes, or on the Dask cluster at `scheduler`; CI columns are added to `scores`.
+    processes, on the Dask cluster at `scheduler`, or on a given `executor`; CI columns are
+    added to `scores`.
     """
     if not 0 < alpha < 1:
         raise VaarError(f"alpha must be between 0 and 1, got {alpha}")
@@ -162,7 +157,7 @@ def align(
     if human_group:
         reference = reference_from_group(estimates, paths, human_group, level=level)
     reference = reference or load_reference()
-    excluded = _excluded_groups(sem_result)
+    excluded = excluded_groups(sem_result)
     if models is None:
         models = list(dict.fromkeys([*estimates["group"].astype(str), *excluded]))
     evidence = path_evidence(
@@ -174,9 +169,9 @@ def align(
     scores = scores_from_evidence(evidence, level)
     if isinstance(bootstrap, int) and not isinstance(bootstrap, bool) and bootstrap > 0:
         spec = refit_spec(sem_result, paths, reference, level, standardized, alpha)
-        with refit_executor(scheduler, workers) as executor:
+        with nullcontext(executor) if executor else refit_executor(scheduler, workers) as pool:
             bootstrap = bootstrap_vaar(
-                sem_result.data, spec, draws=bootstrap, seed=seed, executor=executor,
+                sem_result.data, spec, draws=bootstrap, seed=seed, executor=pool,
                 observed=scores, confidence=confidence, progress=progress,
             )  # fmt: skip
     elif not bootstrap:
