@@ -236,3 +236,19 @@ def test_simulated_models_carry_their_planted_signs(tmp_path):
                 assert abs(b) < 0.15, (model, beta)
             else:
                 assert np.sign(b) == np.sign(planted) and abs(b) > 0.2, (model, beta)
+
+
+def test_personas_from_csv_open_each_session(tmp_path):
+    personas = tmp_path / "personas.csv"
+    personas.write_text("persona,note\nYou are a nurse in Lyon.,x\nYou are a retired farmer.,y\n")
+    s = study(tmp_path, sessions=3, session={"personas": str(personas)})
+    store = run(s).store_path
+    systems = dict(sqlite3.connect(store).execute("SELECT session, system FROM sessions"))
+    assert systems["sim-a/0000"].endswith("You are a nurse in Lyon.")
+    assert systems["sim-a/0001"].endswith("You are a retired farmer.")
+    assert systems["sim-a/0002"].endswith("You are a nurse in Lyon.")  # in turn
+    with pytest.raises(ConfigError, match="session.personas: no such file"):
+        run(study(tmp_path / "x", session={"personas": str(tmp_path / "none.csv")}))
+    personas.write_text("persona\nok\n\n  \n")
+    with pytest.raises(ConfigError, match=r"empty persona on line\(s\) \[3\]"):
+        run(study(tmp_path / "y", session={"personas": str(personas)}))

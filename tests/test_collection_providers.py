@@ -281,3 +281,14 @@ def test_shared_cache_reuses_only_replies_that_parsed(tmp_path, fake_llm):
     other = study(tmp_path / "three", [openai_model(fake.base_url, temperature=1.0)], sessions=1)
     four = asyncio.run(collect(other, progress=False, cache_path=cache))
     assert four.models["o"]["cached"] == 0 and fake.counts["requests"] > asked
+
+
+def test_requests_per_minute_is_enforced(tmp_path, fake_llm):
+    fake = fake_llm()
+    model = {**openai_model(fake.base_url), "requests_per_minute": 1200, "concurrency": 16}
+    s = study(tmp_path, [model], sessions=3, instruments=["buchanan_gc", "buchanan_tp"])
+    start = time.monotonic()
+    summary = run(s)
+    elapsed = time.monotonic() - start
+    assert summary.complete and fake.counts["requests"] == 36
+    assert elapsed >= (36 - 20) / 20 * 0.9  # 20 per second after a burst of at most 20

@@ -101,6 +101,14 @@ def study_fingerprint(study, instruments, personas: list[str]) -> str:
     return hashlib.sha256(json.dumps(design, sort_keys=True).encode()).hexdigest()
 
 
+def request_limiter(per_minute: float) -> AsyncLimiter:
+    """Requests per minute as a per-second bucket (or one request per 60/rpm s below 60 rpm),
+    so a run does not fire a whole minute's budget in its first second."""
+    if per_minute >= 60:
+        return AsyncLimiter(per_minute / 60, 1)
+    return AsyncLimiter(1, 60 / per_minute)
+
+
 class ModelRun:
     """One model's provider, limits, counters and the logic of its sessions."""
 
@@ -110,7 +118,7 @@ class ModelRun:
         self.stats = ModelStats(spec.name)
         self.provider = provider_class(spec.provider)(spec, run.instruments, self.stats)
         self.price = price_for(spec, prices)
-        self.rpm = AsyncLimiter(spec.requests_per_minute, 60) if spec.requests_per_minute else None
+        self.rpm = request_limiter(spec.requests_per_minute) if spec.requests_per_minute else None
         self.tpm = AsyncLimiter(spec.tokens_per_minute, 60) if spec.tokens_per_minute else None
         self.structured = bool(getattr(self.provider.params, "structured", False))
         self.aborted: str | None = None
