@@ -292,3 +292,8 @@ def test_requests_per_minute_is_enforced(tmp_path, fake_llm):
     elapsed = time.monotonic() - start
     assert summary.complete and fake.counts["requests"] == 36
     assert elapsed >= (36 - 20) / 20 * 0.9  # 20 per second after a burst of at most 20
+
+
+def test_base_url_must_be_http(tmp_path):
+    with pytest.raises(ConfigError, match="base_url 'localhost:8000/v1' must start with http"):
+        run(study(tmp_path, [openai_model("localhost:8000/v1")]))

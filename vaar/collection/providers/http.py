@@ -116,6 +116,11 @@ class HttpProvider(Provider):
         return self.params.resolved()
 
     async def start(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"model {self.spec.name!r}: base_url {self.base_url!r} must start with "
+                "http:// or https://"
+            )
         env = self.key_env()
         if env:
             key = os.environ.get(env, "").strip()
@@ -218,3 +223,7 @@ class HttpProvider(Provider):
             raise RetryableError("connection", f"cannot reach {url}: {exc}") from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise RetryableError("dropped", f"connection to {url} dropped: {exc!r}") from None
+        except aiohttp.ClientError as exc:  # e.g. an invalid URL: no retry can help
+            raise FatalProviderError(
+                f"{self.spec.name}: request to {url} failed: {exc!r}"
+            ) from None
