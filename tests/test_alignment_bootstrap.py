@@ -14,7 +14,7 @@ import pytest
 from vaar.alignment import align, bootstrap_vaar, load_reference, refit_executor
 from vaar.alignment.executors import own_libpython_env
 from vaar.alignment.result import refit_spec
-from vaar.alignment.simulate import simulate_wide
+from vaar.alignment.simulate import measure_coverage, short_instruments, simulate_wide
 from vaar.data import score_items
 from vaar.errors import VaarError
 from vaar.instruments import load_instrument
@@ -155,3 +155,17 @@ def test_a_failing_refit_is_counted_not_raised(fitted, pool):
     assert (intervals["draws_failed"] == 2).all()
     assert math.isnan(intervals.loc["aligned", "vaar_soft_ci_lower"])
     assert np.isnan(boot.pairwise["vaar_soft_ci_lower"]).all()
+
+
+@pytest.mark.slow
+def test_bootstrap_ci_covers_the_planted_target(pool):
+    """A small coverage measurement (bench/bench_alignment.py runs the larger one whose numbers
+    docs/vaar.md states): 2 data sets x 3 independent groups, 12 draws each."""
+    instruments = short_instruments(INSTRUMENTS)
+    rows, truth = measure_coverage(
+        (-0.15, 0.15), instruments, replicates=2, groups=3, sessions=100, draws=12,
+        executor=pool, n_large=3000, seed=3,
+    )  # fmt: skip
+    assert 0.7 < truth < 0.97  # a weak planted alignment: the target is not saturated at 1
+    assert len(rows) == 6 and rows["covered"].notna().all()
+    assert rows["covered"].mean() >= 0.5

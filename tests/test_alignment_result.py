@@ -96,3 +96,54 @@ def test_human_group_becomes_the_reference_and_is_reported_beside_the_models():
 def test_bootstrap_by_count_needs_the_fitted_data():
     with pytest.raises(VaarError, match="does not carry the data"):
         align(fitted(), PATHS, load_reference(), bootstrap=5)
+
+
+def write_estimates_json(path, fit: Fitted) -> None:
+    """The parts of a report's estimates.json that `vaar vaar-score` reads."""
+    doc = {
+        "estimates": json.loads(fit.estimates.to_json(orient="records")),
+        "model": {"paths": [{"lhs": p.lhs, "rhs": p.rhs, "role": p.role} for p in PATHS]},
+        "invariance": {"decision": fit.decision},
+        "diagnostics": fit.diagnostics,
+    }
+    path.write_text(json.dumps(doc))
+
+
+def test_vaar_score_command_rescores_against_a_human_group(tmp_path):
+    from click.testing import CliRunner
+
+    from vaar.cli import main
+
+    estimates_json = tmp_path / "estimates.json"
+    write_estimates_json(estimates_json, fitted())
+    out = tmp_path / "alignment.json"
+    run = CliRunner().invoke(
+        main, ["vaar-score", str(estimates_json), "--human-group", "humans", "--json", str(out)]
+    )
+    assert run.exit_code == 0, run.output
+    assert "signs estimated from human group 'humans'" in run.output
+    assert "not estimable: broken" in run.output and "could not be verified" in run.output
+    assert "human group humans: AoDS ~ IUIPC = -0.300" in run.output
+    saved = json.loads(out.read_text())
+    assert [r["model"] for r in saved["scores"]] == ["aligned", "reversed", "broken", "silent"]
+    run = CliRunner().invoke(main, ["vaar-score", str(estimates_json), "--level", "highest"])
+    assert run.exit_code == 0 and "level: metric (highest supported" in run.output
+
+
+def test_vaar_score_command_errors_are_clear(tmp_path):
+    from click.testing import CliRunner
+
+    from vaar.cli import main
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    run = CliRunner().invoke(main, ["vaar-score", str(bad)])
+    assert run.exit_code == 2 and "not valid JSON" in run.output
+    assert "Traceback" not in run.output
+    bad.write_text(json.dumps({"estimates": [], "model": {"paths": []}}))
+    run = CliRunner().invoke(main, ["vaar-score", str(bad)])
+    assert run.exit_code == 2 and "no structural paths" in run.output
+    estimates_json = tmp_path / "estimates.json"
+    write_estimates_json(estimates_json, fitted())
+    run = CliRunner().invoke(main, ["vaar-score", str(estimates_json), "--human-group", "ghosts"])
+    assert run.exit_code == 2 and "human group 'ghosts' has no path estimates" in run.output
