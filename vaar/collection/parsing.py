@@ -7,6 +7,7 @@ raw text next to the parsed value, so every decision here can be audited later.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -172,15 +173,24 @@ def _labels(text: str, options: list[tuple[int, str]]) -> set[int]:
     """Values whose label appears; longer labels are matched first and masked out, so
     'Strongly disagree' is not also read as 'disagree' or 'agree'."""
     lowered = text.lower()
-    variants = []
-    for value, label in options:
-        for part in {label, *label.split("/")}:
-            if part.strip():
-                variants.append((part.strip().lower(), value))
     found = set()
-    for phrase, value in sorted(variants, key=lambda pv: -len(pv[0])):
-        pattern = re.compile(r"(?<![\w])" + re.escape(phrase) + r"(?![\w])")
+    for pattern, value in _label_patterns(tuple(options)):
         if pattern.search(lowered):
             found.add(value)
             lowered = pattern.sub(" ", lowered)
     return found
+
+
+@functools.lru_cache(maxsize=64)
+def _label_patterns(options: tuple[tuple[int, str], ...]) -> list[tuple[re.Pattern, int]]:
+    """Each label (and each part of 'A/B' labels) as a whole-word pattern, longest first."""
+    variants = {
+        (part.strip().lower(), value)
+        for value, label in options
+        for part in {label, *label.split("/")}
+        if part.strip()
+    }
+    return [
+        (re.compile(r"(?<![\w])" + re.escape(phrase) + r"(?![\w])"), value)
+        for phrase, value in sorted(variants, key=lambda pv: (-len(pv[0]), pv[0]))
+    ]
