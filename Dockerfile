@@ -15,5 +15,8 @@ ENV PATH=/opt/vaar/venv/bin:$PATH
 USER 10001
 WORKDIR /work
 EXPOSE 8080
+# For `serve` on the default port (the slim image has no curl): healthy once an R worker is ready.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import json, urllib.request as u; r = u.urlopen('http://127.0.0.1:8080/api/health', timeout=4); raise SystemExit(json.load(r)['status'] != 'ok')"]
 ENTRYPOINT ["vaar"]
 CMD ["--help"]

@@ -40,7 +40,9 @@ class Server:
         self.log_path = self.data_dir.with_name(self.data_dir.name + ".log")
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60) -> Server:
+    def start(self, timeout: float = 120, *, wait_for_workers: bool = True) -> Server:
+        """Start and wait until the server answers (and, by default, until an R worker is
+        ready: warming R takes a few seconds, more on a busy machine)."""
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         cmd = [VAAR, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
@@ -53,7 +55,7 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"vaar serve exited: {self.log_tail()}")
             try:
-                if self.health()["status"] == "ok":
+                if self.health()["status"] == "ok" or not wait_for_workers:
                     return self
             except (urllib.error.URLError, ConnectionError):
                 pass
@@ -122,14 +124,21 @@ async def wait_job(
     timeout: float = 120,
     until=("done", "failed", "cancelled"),
     headers=None,
+    interval: float = 0.2,
 ) -> dict:
     deadline = time.monotonic() + timeout
+    job = {"status": "unknown"}
     while time.monotonic() < deadline:
         async with session.get(f"{base}/api/analyses/{job_id}", headers=headers) as response:
+            if response.status == 429:  # polled too fast: wait as told
+                await asyncio.sleep(float(response.headers.get("Retry-After", 1)))
+                continue
+            if response.status != 200:
+                raise RuntimeError(f"GET job {job_id}: {response.status} {await response.text()}")
             job = await response.json()
         if job["status"] in until:
             return job
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(interval)
     raise TimeoutError(f"job {job_id} still {job['status']} after {timeout} s")
 
 
