@@ -252,3 +252,22 @@ def test_personas_from_csv_open_each_session(tmp_path):
     personas.write_text("persona\nok\n\n  \n")
     with pytest.raises(ConfigError, match=r"empty persona on line\(s\) \[3\]"):
         run(study(tmp_path / "y", session={"personas": str(personas)}))
+
+
+def test_progress_table_and_plain_lines():
+    import io
+
+    from rich.console import Console
+
+    from vaar.collection.progress import ModelStats, _table
+
+    stats = ModelStats("gpt-x", sessions=10, done=4, failed=1, turns=120, invalid=3, refused=1)
+    stats.retry("429")
+    stats.retry("5xx")
+    console = Console(file=io.StringIO(), width=120)
+    console.print(_table([stats]))
+    text = console.file.getvalue()
+    assert "gpt-x" in text and "4/10" in text and " 2 " in text and " 1 " in text
+    line = stats.line()
+    assert "sessions 4/10 done, 1 failed" in line and "retries 2 (429: 1)" in line
+    assert "invalid 3, refused 1" in line
