@@ -366,7 +366,7 @@ def _index_summary(estimates_json: Path) -> dict:
     best = max(scored, key=lambda s: s["vaar_soft"], default=None)
     return {
         "models": len(doc["study"]["models"]),
-        "level": doc["invariance"]["decision"].get("level"),
+        "level": doc["invariance"]["decision"].get("highest"),
         "best": f"{best['model']}: {best['vaar_soft']:.2f}" if best else None,
     }
 

@@ -168,10 +168,41 @@ def _collection(result: Any) -> dict:
         rows = _counted_collection(result)
     return {
         "models": rows,
+        "unscored_examples": _unscored_examples(result.long),
         "incomplete": [str(x) for x in raw.get("incomplete", []) or []],
         "stopped": raw.get("stopped"),
         "elapsed": raw.get("elapsed"),
     }
+
+
+UNSCORED_PER_MODEL = 5
+UNSCORED_MAX_CHARS = 300
+
+
+def _unscored_examples(long: pd.DataFrame | None) -> list[dict]:
+    """A few answers per model that could not be scored (invalid, refused, error), verbatim
+    but shortened: what the models actually said is the first thing to check."""
+    needed = {"model", "session", "item", "status", "raw"}
+    if long is None or not needed <= set(long.columns):
+        return []
+    bad = long[(long["status"] != "ok") & long["raw"].notna()]
+    bad = bad[bad["raw"].astype(str).str.strip() != ""]
+    rows = []
+    for _, group in bad.groupby("model", sort=False):
+        for row in group.head(UNSCORED_PER_MODEL).itertuples():
+            raw = str(row.raw)
+            if len(raw) > UNSCORED_MAX_CHARS:
+                raw = raw[:UNSCORED_MAX_CHARS] + " …"
+            rows.append(
+                {
+                    "model": str(row.model),
+                    "session": str(row.session),
+                    "item": str(row.item),
+                    "status": str(row.status),
+                    "raw": raw,
+                }
+            )
+    return rows
 
 
 def _counted_collection(result: Any) -> list[dict]:
@@ -200,14 +231,34 @@ def _model_syntax(model: Any) -> dict:
     return {"syntax": getattr(model, "syntax", "") or "", "paths": paths}
 
 
+def _entries(value: Any, key: str, detail: str) -> list:
+    """A diagnostics list from either a list or a {name: reason} mapping."""
+    if isinstance(value, dict):
+        return [{key: str(k), detail: v} for k, v in value.items()]
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
 def _diagnostics(raw: Any) -> dict:
+    """Dropped items, excluded groups, lavaan's warnings and errors, flags; anything else the
+    SEM stage reports is kept under `other`."""
     raw = plain(raw) or {}
     if not isinstance(raw, dict):
         raw = {"warnings": raw if isinstance(raw, list) else [str(raw)]}
-    out = {key: raw.get(key, []) for key in ("dropped_items", "excluded_groups", "warnings")}
-    out["errors"] = raw.get("errors", [])
-    extra = {k: v for k, v in raw.items() if k not in out}
-    out["other"] = extra
+    excluded = [
+        e if isinstance(e, dict) else {"group": str(e), "reason": "excluded by vaar.sem"}
+        for e in _entries(raw.get("excluded_groups"), "group", "reason")
+    ]
+    out = {
+        "dropped_items": _entries(raw.get("dropped_items"), "item", "reason"),
+        "excluded_groups": excluded,
+        "warnings": _entries(raw.get("warnings"), "source", "message"),
+        "errors": _entries(raw.get("errors"), "source", "message"),
+        "messages": _entries(raw.get("messages"), "level", "message"),
+        "flags": _entries(raw.get("flags"), "level", "flag"),
+    }
+    out["other"] = {k: v for k, v in raw.items() if k not in out}
     return out
 
 
@@ -236,7 +287,11 @@ def _reference_rows(reference: Any, paths: list[dict]) -> list[dict]:
     return rows
 
 
+ALIGNMENT_TEXT = ("level_reason", "scale", "scale_note", "formula_note")
+
+
 def _alignment(result: Any, paths: list[dict]) -> dict | None:
+    """VAAR scores, per-path evidence and what they were scored against, from vaar.alignment."""
     alignment = result.alignment
     if alignment is None:
         return None
@@ -244,15 +299,22 @@ def _alignment(result: Any, paths: list[dict]) -> dict | None:
     reference = getattr(alignment, "reference", None)  # the live object, for lookup()
     if reference is None:
         reference = d.get("reference")
-    return {
+    out = {
         "level": plain(_part(alignment, d, "level")),
         "alpha": plain(_part(alignment, d, "alpha")),
+        "formula_verified": bool(d.get("formula_verified", False)),
+        "definitions": plain(d.get("definitions") or {}),
         "scores": records(_part(alignment, d, "scores")),
         "path_evidence": records(_part(alignment, d, "path_evidence", "evidence")),
+        "not_estimable": records(_part(alignment, d, "not_estimable")),
         "reference": _reference_rows(reference, paths),
         "reference_source": plain(getattr(reference, "source", None) or ""),
+        "human_paths": records(_part(alignment, d, "human_paths")),
         "bootstrap": plain(_part(alignment, d, "bootstrap")),
     }
+    out.update({k: str(d.get(k) or "") for k in ALIGNMENT_TEXT})
+    out["scale"] = d.get("scale")
+    return out
 
 
 RELIABILITY_COLUMNS = ("model", "instrument", "factor", "n_items", "n_sessions", "alpha", "omega")
@@ -304,6 +366,9 @@ def build_estimates(result: Any) -> dict:
             "fits": records(_part(sem, sem_d, "fits")),
             "comparisons": records(_part(sem, sem_d, "comparisons")),
             "decision": plain(_part(sem, sem_d, "decision")) or {},
+            "partial": records(_part(sem, sem_d, "partial")),
+            "equal_paths": plain(_part(sem, sem_d, "equal_paths")),
+            "group_fits": records(_part(sem, sem_d, "group_fits")),
         },
         "estimates": estimates,
         "structural": [row for row in estimates if row.get("op") == "~"],
@@ -328,9 +393,10 @@ def load_schema() -> dict:
 
 
 def validate_estimates(doc: dict) -> None:
-    """Raise VaarError naming the first schema violation (path and message)."""
+    """Raise VaarError naming the most relevant schema violation (path and message)."""
     validator = jsonschema.Draft202012Validator(load_schema())
-    error = next(iter(sorted(validator.iter_errors(doc), key=lambda e: list(e.path))), None)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise VaarError(f"estimates.json does not match its schema at {where}: {error.message}")
+        message = error.message if len(error.message) <= 200 else error.message[:200] + " …"
+        raise VaarError(f"estimates.json does not match its schema at {where}: {message}")

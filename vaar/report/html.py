@@ -91,6 +91,28 @@ STYLE_COLUMNS = [
     ("split_half_diff", "Split-half |Δ|"),
     ("note", "Note"),
 ]
+COMPARISON_COLUMNS = [
+    ("to", "Level"),
+    ("from", "Against"),
+    ("chisq_diff", "Δχ²"),
+    ("df_diff", "Δdf"),
+    ("lrt_pvalue", "p (LRT)"),
+    ("lrt_method", "LRT method"),
+    ("d_cfi", "ΔCFI"),
+    ("d_rmsea", "ΔRMSEA"),
+    ("d_srmr", "ΔSRMR"),
+    ("holds", "Holds"),
+    ("reason", "Why"),
+]
+RULES = {
+    "chen2007": "Chen (2007): a level fails when CFI drops by at least the cfi threshold and "
+    "RMSEA rises by at least the rmsea threshold or SRMR by at least its threshold (loadings "
+    "for metric, other for later levels)",
+    "cheung_rensvold2002": "Cheung & Rensvold (2002): a level fails when CFI drops by at least "
+    "the cfi threshold",
+    "lrt": "a level fails when the scaled likelihood-ratio test against the previous level is "
+    "significant at alpha",
+}
 EVIDENCE_COLUMNS = [
     ("model", "Model"),
     ("path", "Path"),
@@ -191,11 +213,15 @@ def view(doc: dict) -> dict:
     profile_rows, scales = profile_series(doc)
     fits = doc["invariance"]["fits"]
     profile_table = doc["profiles"]["table"]
+    decision = doc["invariance"]["decision"]
     return {
         "doc": doc,
+        "decision_level": decision.get("highest", decision.get("level")),
+        "rule_text": RULES.get(decision.get("rule") or "", ""),
+        "comparison_columns": _present(COMPARISON_COLUMNS, doc["invariance"]["comparisons"]),
         "study": study,
         "level": level,
-        "fit_columns": [c for c in FIT_COLUMNS if any(c[0] in r for r in fits)],
+        "fit_columns": _present(FIT_COLUMNS, fits),
         "structural_columns": STRUCTURAL_COLUMNS,
         "structural": shown,
         "vaar_columns": VAAR_COLUMNS,
@@ -204,10 +230,8 @@ def view(doc: dict) -> dict:
         "evidence": evidence,
         "columns_of": columns_of,
         "profile_columns": PROFILE_COLUMNS,
-        "collection_columns": [
-            c for c in COLLECTION_COLUMNS if any(c[0] in r for r in doc["collection"]["models"])
-        ],
-        "style_columns": [c for c in STYLE_COLUMNS if any(c[0] in r for r in profile_table)],
+        "collection_columns": _present(COLLECTION_COLUMNS, doc["collection"]["models"]),
+        "style_columns": _present(STYLE_COLUMNS, profile_table),
         "plots": {
             "forest": plots.forest_plot(
                 shown, models, f"Structural paths per model ({level} model)"
@@ -222,6 +246,11 @@ def view(doc: dict) -> dict:
             ),
         },
     }
+
+
+def _present(columns: list[tuple[str, str]], rows: list[dict]) -> list[tuple[str, str]]:
+    """The columns that at least one row has."""
+    return [c for c in columns if any(c[0] in r for r in rows)]
 
 
 def profile_series(doc: dict) -> tuple[list[dict], list[tuple]]:

@@ -35,6 +35,10 @@ _RC = {
 }
 
 
+# No RDF block (creator URL, date): the page names no outside address and is reproducible.
+NO_METADATA = {"Format": None, "Type": None, "Creator": None, "Date": None}
+
+
 def colour(i: int) -> str:
     return OKABE_ITO[i % len(OKABE_ITO)]
 
@@ -43,7 +47,7 @@ def _svg(fig: Figure, title: str) -> str:
     """The figure as an <svg> element (no XML prolog) with an accessible <title>."""
     buf = io.StringIO()
     with mpl.rc_context(_RC):
-        FigureCanvasSVG(fig).print_svg(buf)
+        FigureCanvasSVG(fig).print_svg(buf, metadata=NO_METADATA)
     svg = buf.getvalue()
     svg = svg[svg.index("<svg") :]
     label = title.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
