@@ -99,34 +99,51 @@ vaar_flags <- function(fit, level, warnings) {
   flags
 }
 
-# Fit one model with lavaan() defaults of sem(); returns the fit plus everything as data.
-vaar_fit_one <- function(syntax, data, group, level, options, group.equal = "",
-                         group.partial = "", use_lavaan = FALSE) {
+# Fit one model (sem() defaults, or lavaan() for complete ordinal syntax). `baseline = FALSE`
+# skips lavaan's independence model: it does not depend on group.equal, so the ladder fits it
+# once (configural) and attaches it to the other levels (identical fit measures, checked in
+# tests/test_sem_ladder.py against plain lavaan calls). Returns the fit and messages.
+vaar_fit_run <- function(syntax, data, group, level, options, group.equal = "",
+                         group.partial = "", use_lavaan = FALSE, baseline = TRUE) {
   none_if_empty <- function(x) if (length(x) == 0) "" else x
   args <- c(list(model = syntax, data = data, group = group,
                  group.equal = none_if_empty(group.equal),
                  group.partial = none_if_empty(group.partial)), options)
+  if (!baseline) args$baseline <- FALSE
   runner <- if (use_lavaan) "lavaan" else "sem"  # by name: lavaan deparses its call
   res <- vaar_capture(do.call(runner, args))
-  fit <- res$value
   messages <- data.frame(level = character(0), type = character(0), message = character(0))
   for (w in res$warnings) messages[nrow(messages) + 1, ] <- list(level, "warning", w)
   if (!is.na(res$error)) messages[nrow(messages) + 1, ] <- list(level, "error", res$error)
-  out <- list(fit = fit, level = level, messages = messages, error = res$error)
+  list(fit = res$value, level = level, messages = messages, error = res$error,
+       warnings = res$warnings)
+}
+
+# Everything vaar reports about one fit, as data. `baseline_fit` lends its independence model
+# to a fit made with baseline = FALSE.
+vaar_describe <- function(run, baseline_fit = NULL) {
+  fit <- run$fit
+  level <- run$level
+  out <- run
   if (is.null(fit)) {
     out$row <- c(list(level = level, converged = FALSE, post_check = FALSE),
                  as.list(vaar_fit_measures(NULL)))
     return(out)
   }
+  if (!is.null(baseline_fit) && is.null(fit@baseline$test) &&
+      !is.null(baseline_fit@baseline$test)) {
+    fit@baseline <- baseline_fit@baseline
+    out$fit <- fit
+  }
   post <- vaar_capture(lavInspect(fit, "post.check"))
-  for (w in setdiff(post$warnings, res$warnings)) {
+  for (w in setdiff(post$warnings, run$warnings)) {
     out$messages[nrow(out$messages) + 1, ] <- list(level, "warning", w)
   }
   out$row <- c(list(level = level, converged = isTRUE(lavInspect(fit, "converged")),
                     post_check = isTRUE(post$value)),
                as.list(vaar_fit_measures(fit)))
   out$estimates <- vaar_estimates(fit, level)
-  out$flags <- vaar_flags(fit, level, c(res$warnings, post$warnings))
+  out$flags <- vaar_flags(fit, level, c(run$warnings, post$warnings))
   stat_group <- vaar_capture(lavInspect(fit, "test")[[1]]$stat.group)$value
   labels <- lavInspect(fit, "group.label")
   if (!is.null(stat_group) && length(stat_group) == length(labels)) {
@@ -138,6 +155,18 @@ vaar_fit_one <- function(syntax, data, group, level, options, group.equal = "",
     collapse = "\n"
   )
   out
+}
+
+# Apply `f` to each element, in forked R processes when ncpus > 1 (results are the same: each
+# fit is independent of the others). Falls back to a plain loop where forking is unavailable.
+vaar_map <- function(x, f, ncpus = 1L) {
+  if (ncpus > 1L && length(x) > 1L && .Platform$OS.type == "unix") {
+    out <- parallel::mclapply(x, f, mc.cores = min(ncpus, length(x)), mc.preschedule = FALSE)
+    failed <- vapply(out, function(o) inherits(o, "try-error") || is.null(o), logical(1))
+    if (any(failed)) out[failed] <- lapply(x[failed], f)  # a lost child: redo it here
+    return(out)
+  }
+  lapply(x, f)
 }
 
 # lavaan's own parse of a model string: observed and latent variable names, or its error.

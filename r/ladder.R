@@ -175,29 +175,39 @@ vaar_fit_ladder <- function(data, syntax, group, estimator = "MLR", ordered = ch
   if (!"configural" %in% levels) levels <- c("configural", levels)
   levels <- levels[order(match(levels, c("configural", "thresholds", "metric", "scalar",
                                          "strict")))]
-  fitter <- function(level, equal, partial_spec, extra = list()) {
+  run <- function(level, equal, partial_spec, extra = list(), baseline = FALSE) {
     if (ordinal) {
       model <- vaar_capture(vaar_ordinal_syntax(syntax, data, group, ordered,
                                                 setdiff(equal, "regressions"), partial_spec))
       if (is.null(model$value)) {
         messages <- data.frame(level = level, type = "error", message = model$error)
         return(list(fit = NULL, level = level, messages = messages, error = model$error,
-                    row = c(list(level = level, converged = FALSE, post_check = FALSE),
-                            as.list(vaar_fit_measures(NULL)))))
+                    warnings = character(0)))
       }
-      vaar_fit_one(model$value, data, group, level, modifyList(options, extra),
-                   group.equal = intersect(equal, "regressions"), use_lavaan = TRUE)
+      vaar_fit_run(model$value, data, group, level, modifyList(options, extra),
+                   group.equal = intersect(equal, "regressions"), use_lavaan = TRUE,
+                   baseline = baseline)
     } else {
-      vaar_fit_one(syntax, data, group, level, modifyList(options, extra), group.equal = equal,
-                   group.partial = partial_spec)
+      vaar_fit_run(syntax, data, group, level, modifyList(options, extra), group.equal = equal,
+                   group.partial = partial_spec, baseline = baseline)
     }
+  }
+  # The levels are independent fits: fit them side by side, then compare in order.
+  runs <- vaar_map(levels, function(lv) {
+    run(lv, vaar_level_equal(lv, ordinal), character(0), baseline = lv == "configural")
+  }, ncpus)
+  names(runs) <- levels
+  baseline_fit <- runs$configural$fit
+  prefitted <- lapply(runs, vaar_describe, baseline_fit = baseline_fit)
+  fitter <- function(level, equal, partial_spec, extra = list()) {
+    vaar_describe(run(level, equal, partial_spec, extra), baseline_fit)
   }
 
   results <- list()
   comparisons <- list()
   partial_steps <- list()
   freed <- character(0)
-  base <- fitter("configural", character(0), character(0))
+  base <- prefitted$configural
   results[["configural"]] <- base
   highest <- if (isTRUE(base$row$converged)) "configural" else NA_character_
   highest_equal <- character(0)
@@ -205,7 +215,7 @@ vaar_fit_ladder <- function(data, syntax, group, estimator = "MLR", ordered = ch
   prev <- base  # comparisons are always between adjacent levels
   for (level in setdiff(levels, "configural")) {
     equal <- vaar_level_equal(level, ordinal)
-    cur <- fitter(level, equal, freed)
+    cur <- if (length(freed) == 0) prefitted[[level]] else fitter(level, equal, freed)
     results[[level]] <- cur
     cmp <- vaar_compare(prev, cur, rule, thresholds)
     comparisons[[length(comparisons) + 1]] <- cmp

@@ -108,7 +108,7 @@ def fit_ladder(
     thresholds: dict | None = None,
     partial: bool = False,
     max_free: int = 10,
-    equal_paths: bool = True,
+    equal_paths: bool = False,
     bootstrap: int = 0,
     ncpus: int = 2,
     seed: int = 1,

@@ -1,0 +1,199 @@
+"""vaar's lavaan numbers against plain Rscript runs on the same CSV: the bundle's analysis.R
+(the same r/ function, run by plain R) and an independent script that calls lavaan/semTools
+directly, to 1e-6. Data: lavaan's HolzingerSwineford1939, groups = school."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vaar.errors import VaarError
+from vaar.sem import analyze_data, fit_ladder, observed_variables, write_bundle
+
+pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R")
+
+HS_MODEL = """
+visual  =~ x1 + x2 + x3
+textual =~ x4 + x5 + x6
+speed   =~ x7 + x8 + x9
+speed ~ visual + textual
+"""
+TOL = 1e-6
+
+# An independent plain-lavaan run: no vaar code, lavaan's sem() with cumulative group.equal.
+PLAIN_CONTINUOUS = r"""
+suppressPackageStartupMessages(library(lavaan))
+a <- commandArgs(trailingOnly = TRUE)
+d <- read.csv(a[1], colClasses = c(school = "character"))
+m <- paste(readLines(a[2]), collapse = "\n")
+eq <- list(configural = "", metric = "loadings", scalar = c("loadings", "intercepts"),
+           strict = c("loadings", "intercepts", "residuals"))
+fits <- list(); pes <- list()
+for (lv in names(eq)) {
+  f <- sem(m, d, group = "school", estimator = "MLR", group.equal = eq[[lv]])
+  fm <- fitMeasures(f, c("chisq", "df", "chisq.scaled", "cfi.robust", "rmsea.robust", "srmr",
+                         "aic", "bic", "cfi", "tli.robust"))
+  fits[[lv]] <- data.frame(level = lv, as.list(unclass(fm)))
+  pe <- parameterEstimates(f, standardized = TRUE)
+  pes[[lv]] <- data.frame(level = lv, group = lavInspect(f, "group.label")[pe$group],
+                          lhs = pe$lhs, op = pe$op, rhs = pe$rhs, est = pe$est, se = pe$se,
+                          std_all = pe$std.all)
+  assign(lv, f)
+}
+lrt <- lavTestLRT(configural, metric)
+write.csv(do.call(rbind, fits), a[3], row.names = FALSE)
+write.csv(do.call(rbind, pes), a[4], row.names = FALSE)
+write.csv(data.frame(chisq_diff = lrt[2, "Chisq diff"], p = lrt[2, "Pr(>Chisq)"]), a[5],
+          row.names = FALSE)
+"""
+
+
+def rscript(*args, cwd=None, timeout=600) -> str:
+    done = subprocess.run(
+        ["Rscript", *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def hs(tmp_path_factory) -> pd.DataFrame:
+    path = tmp_path_factory.mktemp("hs") / "hs.csv"
+    rscript(
+        "-e",
+        f'd <- lavaan::HolzingerSwineford1939; write.csv(d[, c("school", paste0("x", 1:9))], '
+        f'"{path}", row.names = FALSE)',
+    )
+    return pd.read_csv(path)
+
+
+@pytest.fixture(scope="module")
+def hs_result(hs):
+    return analyze_data(hs, HS_MODEL, "school", estimator="MLR", equal_paths=True)
+
+
+def assert_close(a, b, what):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    assert a.shape == b.shape, what
+    assert np.allclose(a, b, rtol=0, atol=TOL, equal_nan=True), f"{what}: {a} vs {b}"
+
+
+def test_continuous_ladder_equals_plain_lavaan(hs, hs_result, tmp_path):
+    data, model = tmp_path / "hs.csv", tmp_path / "model.lav"
+    hs.to_csv(data, index=False)
+    model.write_text(HS_MODEL)
+    script = tmp_path / "plain.R"
+    script.write_text(PLAIN_CONTINUOUS)
+    out = [tmp_path / f"{n}.csv" for n in ("fits", "pe", "lrt")]
+    rscript(script, data, model, *out)
+    plain_fits = pd.read_csv(out[0]).set_index("level")
+    fits = hs_result.fits.set_index("level").loc[plain_fits.index]
+    for column in plain_fits.columns:
+        assert_close(fits[column.replace(".", "_")], plain_fits[column], column)
+    plain_pe = pd.read_csv(out[1], keep_default_na=False, na_values=["NA"])
+    est = hs_result.estimates
+    ours = est[(est["level"] != "equal_paths") & (est["op"] != "r2")]
+    assert list(ours["group"]) == list(plain_pe["group"])
+    assert list(ours["lhs"] + ours["op"] + ours["rhs"]) == list(
+        plain_pe["lhs"] + plain_pe["op"] + plain_pe["rhs"]
+    )
+    for column in ("est", "se", "std_all"):
+        assert_close(ours[column], plain_pe[column], column)
+    lrt = pd.read_csv(out[2])
+    first = hs_result.comparisons.iloc[0]
+    assert_close([first["chisq_diff"], first["lrt_pvalue"]], lrt.iloc[0], "LRT")
+
+
+def test_decision_and_outputs(hs_result):
+    r = hs_result
+    assert r.groups == ["Pasteur", "Grant-White"]
+    assert list(r.fits["level"]) == ["configural", "metric", "scalar", "strict", "equal_paths"]
+    assert r.fits["converged"].all()
+    comp = r.comparisons
+    assert list(zip(comp["from"], comp["to"], strict=True)) == [
+        ("configural", "metric"), ("metric", "scalar"), ("scalar", "strict")
+    ]  # fmt: skip
+    assert list(comp["cfi_index"]) == ["cfi.robust"] * 3
+    # Chen (2007), unrounded: metric holds, scalar fails on dCFI with dSRMR >= .010
+    assert comp["holds"].tolist()[:2] == [True, False]
+    assert comp.loc[1, "d_cfi"] <= -0.01 and comp.loc[1, "d_srmr"] >= 0.01
+    d = r.decision
+    assert d["highest"] == "metric" and d["rule"] == "chen2007"
+    assert d["thresholds"] == {"cfi": 0.01, "rmsea": 0.015, "srmr_loadings": 0.03,
+                               "srmr_other": 0.01, "alpha": 0.05}  # fmt: skip
+    paths = r.paths()
+    assert set(paths["level"]) == {"metric"} and len(paths) == 4
+    assert len(r.paths("configural")) == 4
+    assert r.equal_paths["from"] == "metric" and r.equal_paths["df_diff"] == 2
+    assert r.versions["lavaan"].startswith("0.6")
+    assert "lavaan" in r.lavaan_output["configural"]
+    doc = r.to_dict()
+    assert doc["decision"]["highest"] == "metric"
+    assert doc["diagnostics"]["missing"] == "listwise"
+    assert {"dropped_items", "excluded_groups", "warnings", "errors"} <= set(doc["diagnostics"])
+
+
+def test_bundle_reproduces_the_numbers_with_plain_rscript(hs_result, tmp_path):
+    script = write_bundle(tmp_path / "bundle", hs_result)
+    printed = rscript(script, cwd="/")
+    assert "decision: highest level that holds under chen2007 : metric" in printed
+    out = script.parent / "r_output"
+    fits = pd.read_csv(out / "fits.csv")
+    fits.columns = [c.replace(".", "_") for c in fits.columns]
+    ours = hs_result.fits
+    for column in ("npar", "chisq", "chisq_scaled", "cfi_robust", "rmsea_robust", "srmr", "bic"):
+        assert_close(ours[column], fits[column], column)
+    est = pd.read_csv(out / "estimates.csv", keep_default_na=False, na_values=["NA"])
+    for column in ("est", "se", "z", "pvalue", "ci_lower", "ci_upper", "std_all"):
+        assert_close(hs_result.estimates[column], est[column], column)
+    comp = pd.read_csv(out / "comparisons.csv")
+    for column in ("d_cfi", "d_rmsea", "d_srmr", "chisq_diff", "lrt_pvalue"):
+        assert_close(hs_result.comparisons[column], comp[column], column)
+    assert (hs_result.comparisons["holds"] == comp["holds"]).all()
+
+
+def test_other_rules_state_their_decision(hs):
+    lrt = analyze_data(hs, HS_MODEL, "school", rule="lrt", levels=["metric", "scalar"],
+                       equal_paths=False)  # fmt: skip
+    assert lrt.decision["rule"] == "lrt" and lrt.decision["highest"] == "metric"
+    assert lrt.comparisons.loc[1, "reason"].startswith("LRT p ")
+    loose = analyze_data(hs, HS_MODEL, "school", rule="cheung_rensvold2002",
+                         thresholds={"cfi": 0.05}, levels=["metric", "scalar"],
+                         equal_paths=False)  # fmt: skip
+    assert loose.decision["highest"] == "scalar"
+    assert loose.decision["thresholds"]["cfi"] == 0.05
+
+
+def test_observed_variables_and_input_errors(hs):
+    assert observed_variables(HS_MODEL) == [f"x{i}" for i in range(1, 10)]
+    with pytest.raises(VaarError, match="invalid lavaan model syntax: .*"):
+        observed_variables("visual =~ x1 + + \n f ~~~ g")
+    with pytest.raises(VaarError, match="no group column 'grade'"):
+        fit_ladder(hs, HS_MODEL, "grade")
+    with pytest.raises(VaarError, match="missing from the data: x10"):
+        fit_ladder(hs, HS_MODEL + "speed =~ x10\n", "school")
+    with pytest.raises(VaarError, match="unknown invariance level"):
+        fit_ladder(hs, HS_MODEL, "school", levels=["weak"])
+    with pytest.raises(VaarError, match="unknown decision rule 'vibes'"):
+        fit_ladder(hs, HS_MODEL, "school", rule="vibes")
+    with pytest.raises(VaarError, match="does not fit continuous data"):
+        fit_ladder(hs, HS_MODEL, "school", estimator="WLSMV")
+    bad = hs.assign(x3=hs["x3"].astype(str).where(hs.index != 4, "n/a"))
+    with pytest.raises(VaarError, match="column x3: non-numeric value 'n/a' in row 5"):
+        fit_ladder(bad, HS_MODEL, "school")
+
+
+def test_degenerate_item_is_dropped_and_its_factor_reported(hs):
+    data = hs.copy()
+    data.loc[data["school"] == "Pasteur", "x8"] = 3.0  # no variance in one group
+    data.loc[data["school"] == "Grant-White", "x9"] = 2.0
+    result = fit_ladder(data, HS_MODEL, "school", levels=["configural"])
+    d = result.diagnostics
+    assert [x["item"] for x in d["dropped_items"]] == ["x8", "x9"]
+    assert "zero variance" in d["dropped_items"][0]["reason"]
+    assert d["dropped_factors"][0]["factor"] == "speed"
+    assert {p["rhs"] for p in d["not_estimable_paths"]} == {"visual", "textual"}
+    assert "speed" not in result.syntax and "x7" not in list(result.data.columns)
+    assert result.fits["converged"].all() and result.paths("configural").empty

@@ -1,0 +1,147 @@
+"""The vaar model syntax, model editing and the degenerate-group checks (pure Python, no R)."""
+
+from types import SimpleNamespace as NS
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vaar.errors import VaarError
+from vaar.sem.degenerate import clean
+from vaar.sem.model import StructuralPath, build_vaar_model
+from vaar.sem.syntax import drop_variables, statements
+
+
+def item(id_, factor, reverse=False):
+    return NS(id=id_, factor=factor, reverse=reverse)
+
+
+def instrument(id_, role, items):
+    return NS(id=id_, role=role, items=items)
+
+
+PRIVACY = instrument(
+    "iuipc10",
+    "privacy",
+    [item("c1", "IUIPC_CTRL", True), item("c2", "IUIPC_CTRL"), item("a1", "IUIPC_AWA"),
+     item("a2", "IUIPC_AWA")],
+)  # fmt: skip
+PSA = instrument("psa", "prosocial", [item("p1", "PSA"), item("p2", "PSA"), item("p3", "PSA")])
+AODS = instrument("aods", "sharing", [item("s1", "AoDS", True), item("s2", "AoDS")])
+
+
+def test_vaar_model_one_factor_per_instrument_with_a_positive_marker():
+    model = build_vaar_model([PRIVACY, PSA, AODS])
+    assert model.syntax.splitlines() == [
+        "IUIPC =~ c2 + c1 + a1 + a2",  # c1 is reverse-keyed: c2 becomes the marker
+        "PSA =~ p1 + p2 + p3",
+        "AoDS =~ s2 + s1",
+        "AoDS ~ IUIPC + PSA",
+    ]
+    assert model.paths == [
+        StructuralPath("AoDS", "IUIPC", "privacy"),
+        StructuralPath("AoDS", "PSA", "prosocial"),
+    ]
+    assert tuple(model.paths[0]) == ("AoDS", "IUIPC", "privacy")
+    assert sorted(model.items) == sorted(["c1", "c2", "a1", "a2", "p1", "p2", "p3", "s1", "s2"])
+
+
+def test_vaar_model_privacy_subscales_as_separate_factors():
+    model = build_vaar_model([PRIVACY, PSA, AODS], privacy="subscales")
+    assert "IUIPC_CTRL =~ c2 + c1" in model.syntax
+    assert "IUIPC_AWA =~ a1 + a2" in model.syntax
+    assert "AoDS ~ IUIPC_CTRL + IUIPC_AWA + PSA" in model.syntax
+    assert [p.role for p in model.paths] == ["privacy", "privacy", "prosocial"]
+
+
+def test_vaar_model_from_the_real_instruments():
+    from vaar.instruments import load_instrument
+
+    insts = [load_instrument(i) for i in ("iuipc10", "psa", "aods")]
+    model = build_vaar_model(insts)
+    first = {line.split(" =~ ")[0]: line.split(" =~ ")[1].split(" + ")[0]
+             for line in model.syntax.splitlines() if "=~" in line}  # fmt: skip
+    assert set(first) == {"IUIPC", "PSA", "AoDS"}
+    keyed = {i.id: i.reverse for inst in insts for i in inst.items}
+    assert not any(keyed[marker] for marker in first.values())
+
+
+@pytest.mark.parametrize(
+    ("instruments", "privacy", "message"),
+    [
+        ([PRIVACY, PSA], "instrument", "exactly one sharing instrument"),
+        ([PRIVACY, PSA, AODS], "items", "privacy must be"),
+        ([instrument("x", "other", [])], "instrument", "unknown role 'other'"),
+        ([PRIVACY, AODS, instrument("p", "prosocial", [item("q", "Q")])], "instrument",
+         "factor Q has 1 item"),
+    ],
+)  # fmt: skip
+def test_vaar_model_errors(instruments, privacy, message):
+    with pytest.raises(VaarError, match=message):
+        build_vaar_model(instruments, privacy=privacy)
+
+
+def test_statements_join_continuation_lines_and_drop_comments():
+    text = "f =~ a + b +\n  c  # note\n+ d; g =~ e + f2\n! comment\ny ~ f"
+    assert statements(text) == ["f =~ a + b + c + d", "g =~ e + f2", "y ~ f"]
+
+
+def test_dropping_items_drops_short_factors_and_their_paths():
+    syntax = "A =~ a1 + 0.5*a2 + a3\nB =~ b1 + b2\nC =~ c1 + c2\nC ~ A + B\na1 ~~ a2\n"
+    pruned = drop_variables(syntax, {"a2", "b2"})
+    assert pruned.syntax.splitlines() == ["A =~ a1 + a3", "C =~ c1 + c2", "C ~ A"]
+    assert pruned.dropped_factors[0]["factor"] == "B"
+    assert pruned.dropped_factors[0]["items"] == ["b1"]
+    assert pruned.not_estimable_paths == [
+        {"lhs": "C", "op": "~", "rhs": "B", "reason": "its predictor was dropped"}
+    ]
+
+
+def groups(values: dict[str, dict[str, list]]) -> pd.DataFrame:
+    frames = [pd.DataFrame({"g": name, **cols}) for name, cols in values.items()]
+    return pd.concat(frames, ignore_index=True).astype({c: float for c in ("x", "y", "z")})
+
+
+def test_zero_variance_item_is_dropped_in_every_group():
+    data = groups({"m1": {"x": [1, 2, 3, 4], "y": [2, 2, 2, 2], "z": [1, 3, 2, 4]},
+                   "m2": {"x": [2, 3, 1, 4], "y": [1, 2, 3, 4], "z": [4, 3, 2, 1]}})  # fmt: skip
+    out = clean(data, "g", ["x", "y", "z"], ordered=False, strategy="drop_items")
+    assert out.items == ["x", "z"]
+    why = "group m1: zero variance (every answer is 2)"
+    assert out.dropped_items == [{"item": "y", "reason": why}]
+    assert out.excluded_groups == []
+    assert len(out.data) == 8
+
+
+def test_exclude_group_and_fail_strategies():
+    data = groups({"m1": {"x": [1, 2, 3, 4], "y": [2, 2, 2, 2], "z": [1, 3, 2, 4]},
+                   "m2": {"x": [2, 3, 1, 4], "y": [1, 2, 3, 4], "z": [4, 3, 2, 1]}})  # fmt: skip
+    out = clean(data, "g", ["x", "y", "z"], ordered=False, strategy="exclude_group")
+    assert out.items == ["x", "y", "z"]
+    why = "item y: zero variance (every answer is 2)"
+    assert out.excluded_groups == [{"group": "m1", "reason": why}]
+    assert set(out.data["g"]) == {"m2"}
+    with pytest.raises(VaarError, match="item y in group m1: zero variance"):
+        clean(data, "g", ["x", "y", "z"], ordered=False, strategy="fail")
+    with pytest.raises(VaarError, match="degenerate must be one of"):
+        clean(data, "g", ["x"], ordered=False, strategy="jitter")
+
+
+def test_small_or_empty_groups_are_excluded_and_empty_categories_dropped():
+    data = groups({"m1": {"x": [1, 2, 3, 4], "y": [1, 2, 3, 4], "z": [1, 2, 3, 4]},
+                   "m2": {"x": [1, 2], "y": [2, 1], "z": [1, 2]},
+                   "m3": {"x": [np.nan] * 4, "y": [np.nan] * 4, "z": [np.nan] * 4},
+                   "m4": {"x": [1, 2, 1, 2], "y": [4, 3, 2, 1], "z": [2, 1, 2, 3]}})  # fmt: skip
+    out = clean(data, "g", ["x", "y", "z"], ordered=True, strategy="drop_items")
+    assert out.excluded_groups == [
+        {"group": "m2", "reason": "2 sessions for 3 items"},
+        {"group": "m3", "reason": "every answer is missing"},
+    ]
+    assert [d["item"] for d in out.dropped_items] == ["x", "z"]
+    assert "empty ordinal categories 3, 4" in out.dropped_items[0]["reason"]
+
+
+def test_no_group_left_is_an_error():
+    data = groups({"m1": {"x": [1.0], "y": [2.0], "z": [3.0]}})
+    with pytest.raises(VaarError, match="no group is left to fit: group m1: 1 sessions"):
+        clean(data, "g", ["x", "y", "z"], ordered=False, strategy="drop_items")
