@@ -9,6 +9,7 @@ import asyncio
 import io
 import os
 import signal
+import socket
 import subprocess
 import zipfile
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 
 from vaar.service.testing import (
     HS_MODEL,
+    VAAR,
     Server,
     export_holzinger,
     form,
@@ -351,3 +353,19 @@ async def test_upload_rate_limit_per_client(guarded):
                 body = await response.json()
     assert statuses[-1] == 429, statuses
     assert "at most 2 uploads per minute" in body["error"]
+
+
+def test_serve_reports_a_busy_port_and_a_bad_token_without_a_traceback(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for args, message in [
+            (["--port", str(port)], f"cannot serve on 127.0.0.1:{port}: Address already in use"),
+            (["--token", "short"], "the bearer token must be at least 16 characters"),
+        ]:
+            cmd = [VAAR, "serve", "--data-dir", str(tmp_path / "data"), *args]
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            assert done.returncode != 0
+            assert message in done.stderr
+            assert "Traceback" not in done.stderr + done.stdout

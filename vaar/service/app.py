@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import socket
 import time
 import zipfile
 from collections import OrderedDict
@@ -378,6 +379,7 @@ def run(settings: ServiceSettings) -> None:
             "serving on %s without a bearer token: anyone who can reach it can submit jobs",
             settings.host,
         )
+    check_address(settings.host, settings.port)  # before R starts: fail fast and clearly
     web.run_app(
         create_app(settings),
         host=settings.host,
@@ -385,3 +387,18 @@ def run(settings: ServiceSettings) -> None:
         access_log_format='%a "%r" %s %b %Tfs',
         print=lambda line: log.info(line.strip()),
     )
+
+
+def check_address(host: str, port: int) -> None:
+    """VaarError when the address cannot be bound (in use, not ours), instead of a traceback."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise VaarError(f"cannot serve on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise VaarError(f"cannot serve on {host}:{port}: {exc.strerror}") from None
