@@ -41,7 +41,8 @@ vaar_lrt <- function(fit_free, fit_constrained) {
     out$chisq_diff <- as.numeric(tab[2, "Chisq diff"])
     out$df_diff <- as.numeric(tab[2, "Df diff"])
     out$lrt_pvalue <- as.numeric(tab[2, "Pr(>Chisq)"])
-    out$lrt_method <- trimws(sub("\n.*$", "", attr(tab, "heading")[1]))
+    heading <- trimws(strsplit(attr(tab, "heading")[1], "\n")[[1]])
+    out$lrt_method <- heading[nzchar(heading)][1]
   }
   out
 }
@@ -215,13 +216,18 @@ vaar_fit_ladder <- function(data, syntax, group, estimator = "MLR", ordered = ch
   prev <- base  # comparisons are always between adjacent levels
   for (level in setdiff(levels, "configural")) {
     equal <- vaar_level_equal(level, ordinal)
-    cur <- if (length(freed) == 0) prefitted[[level]] else fitter(level, equal, freed)
-    results[[level]] <- cur
+    # once a partial level was accepted, the levels above it keep its freed parameters
+    cur <- if (length(freed) == 0) {
+      prefitted[[level]]
+    } else {
+      fitter(paste0(level, "_partial"), equal, freed)
+    }
+    results[[cur$level]] <- cur
     cmp <- vaar_compare(prev, cur, rule, thresholds)
     comparisons[[length(comparisons) + 1]] <- cmp
     prev <- cur
     if (still_holding && cmp$holds) {
-      highest <- level
+      highest <- cur$level
       highest_equal <- equal
       base <- cur
       next

@@ -57,6 +57,8 @@ vaar_ordinal_syntax <- function(syntax, data, group, ordered, group.equal, group
     }
     !any(vapply(split$pairs, function(p) setequal(p, m[2:3]), logical(1)))
   }, logical(1))
-  paste(c(lines[keep], "", "## STRUCTURAL REGRESSIONS (free in every group):", split$regressions),
-        collapse = "\n")
+  if (length(split$regressions) > 0) {
+    lines <- c(lines[keep], "", "## structural regressions, free in every group", split$regressions)
+  }
+  paste(lines, collapse = "\n")
 }

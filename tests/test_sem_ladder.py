@@ -197,3 +197,121 @@ def test_degenerate_item_is_dropped_and_its_factor_reported(hs):
     assert {p["rhs"] for p in d["not_estimable_paths"]} == {"visual", "textual"}
     assert "speed" not in result.syntax and "x7" not in list(result.data.columns)
     assert result.fits["converged"].all() and result.paths("configural").empty
+
+
+HS_CFA = "visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\nspeed =~ x7 + x8 + x9\n"
+
+# Plain semTools + lavaan: Wu & Estabrook (2016) syntax per level, fitted with lavaan().
+PLAIN_ORDINAL = r"""
+suppressPackageStartupMessages({library(lavaan); library(semTools)})
+a <- commandArgs(trailingOnly = TRUE)
+d <- read.csv(a[1], colClasses = c(school = "character"))
+m <- paste(readLines(a[2]), collapse = "\n")
+ov <- paste0("x", 1:9)
+eq <- list(configural = "", thresholds = "thresholds",
+           metric = c("thresholds", "loadings"),
+           scalar = c("thresholds", "loadings", "intercepts"))
+fits <- list(); pes <- list()
+for (lv in names(eq)) {
+  s <- measEq.syntax(configural.model = m, data = d, group = "school", ordered = ov,
+                     parameterization = "theta", ID.fac = "std.lv",
+                     ID.cat = "Wu.Estabrook.2016", group.equal = eq[[lv]])
+  f <- lavaan(as.character(s), data = d, group = "school", ordered = ov, estimator = "WLSMV",
+              parameterization = "theta")
+  fm <- fitMeasures(f, c("chisq", "df", "chisq.scaled", "cfi.scaled", "rmsea.scaled", "srmr"))
+  fits[[lv]] <- data.frame(level = lv, as.list(unclass(fm)))
+  pe <- parameterEstimates(f, standardized = TRUE)
+  pes[[lv]] <- data.frame(level = lv, group = lavInspect(f, "group.label")[pe$group],
+                          lhs = pe$lhs, op = pe$op, rhs = pe$rhs, est = pe$est, se = pe$se)
+}
+write.csv(do.call(rbind, fits), a[3], row.names = FALSE)
+write.csv(do.call(rbind, pes), a[4], row.names = FALSE)
+"""
+
+
+@pytest.fixture(scope="module")
+def hs_ordinal(hs) -> pd.DataFrame:
+    """x1..x9 cut at their quartiles: four categories, each used in both schools."""
+    out = hs.copy()
+    for v in (f"x{i}" for i in range(1, 10)):
+        out[v] = pd.qcut(out[v], 4, labels=False, duplicates="drop").astype(float) + 1
+    return out
+
+
+def test_ordinal_ladder_equals_plain_semtools(hs_ordinal, tmp_path):
+    result = fit_ladder(hs_ordinal, HS_CFA, "school", estimator="WLSMV", ordered=True,
+                        levels=["metric", "scalar"])  # fmt: skip
+    assert list(result.fits["level"]) == ["configural", "thresholds", "metric", "scalar"]
+    assert result.diagnostics["missing"] == "pairwise"
+    data, model = tmp_path / "d.csv", tmp_path / "m.lav"
+    hs_ordinal.to_csv(data, index=False)
+    model.write_text(HS_CFA)
+    script = tmp_path / "plain.R"
+    script.write_text(PLAIN_ORDINAL)
+    out = [tmp_path / "fits.csv", tmp_path / "pe.csv"]
+    rscript(script, data, model, *out)
+    plain = pd.read_csv(out[0])
+    fits = result.fits.set_index("level").loc[plain["level"]]
+    for column in plain.columns[1:]:
+        assert_close(fits[column.replace(".", "_")], plain[column], column)
+    plain_pe = pd.read_csv(out[1], keep_default_na=False, na_values=["NA"])
+    est = result.estimates[result.estimates["op"] != "r2"]
+    key = ["level", "group", "lhs", "op", "rhs"]
+    merged = est.merge(plain_pe, on=key, suffixes=("", "_plain"), validate="one_to_one")
+    assert len(merged) == len(plain_pe) == len(est)
+    assert_close(merged["est"], merged["est_plain"], "est")
+    assert_close(merged["se"], merged["se_plain"], "se")
+
+
+def test_ordinal_model_with_paths_equals_its_bundle(hs_ordinal, tmp_path):
+    result = fit_ladder(hs_ordinal, HS_MODEL, "school", estimator="WLSMV", ordered=True,
+                        levels=["configural"])  # fmt: skip
+    assert result.fits["converged"].all()
+    assert len(result.paths("configural")) == 4
+    script = write_bundle(tmp_path / "bundle", result)
+    rscript(script)
+    fits = pd.read_csv(script.parent / "r_output" / "fits.csv")
+    assert_close(result.fits["chisq_scaled"], fits["chisq.scaled"], "chisq_scaled")
+    est = pd.read_csv(script.parent / "r_output" / "estimates.csv")
+    assert_close(result.estimates["est"], est["est"], "est")
+    assert_close(result.estimates["se"], est["se"], "se")
+
+
+# Plain lavaan: the largest score test of the scalar model, freed with group.partial.
+PLAIN_PARTIAL = r"""
+suppressPackageStartupMessages(library(lavaan))
+a <- commandArgs(trailingOnly = TRUE)
+d <- read.csv(a[1], colClasses = c(school = "character"))
+m <- paste(readLines(a[2]), collapse = "\n")
+scalar <- sem(m, d, group = "school", estimator = "MLR",
+              group.equal = c("loadings", "intercepts"))
+uni <- lavTestScore(scalar, epc = FALSE)$uni
+top <- uni[which.max(uni$X2), ]
+pt <- parTable(scalar)
+row <- pt[pt$plabel == top$lhs, ]
+freed <- if (row$op == "~1") paste0(row$lhs, "~1") else paste0(row$lhs, row$op, row$rhs)
+part <- sem(m, d, group = "school", estimator = "MLR",
+            group.equal = c("loadings", "intercepts"), group.partial = freed)
+fm <- fitMeasures(part, c("chisq.scaled", "cfi.robust", "rmsea.robust", "srmr"))
+write.csv(data.frame(freed = freed, X2 = top$X2, as.list(unclass(fm))), a[3], row.names = FALSE)
+"""
+
+
+def test_partial_invariance_equals_plain_lavaan(hs, tmp_path):
+    result = analyze_data(hs, HS_MODEL, "school", levels=["metric", "scalar"], partial=True,
+                          equal_paths=False)  # fmt: skip
+    step = result.partial.iloc[0]
+    assert result.decision["highest"] == "scalar_partial"
+    assert result.decision["freed"] == [step["freed"]]
+    data, model, out = tmp_path / "d.csv", tmp_path / "m.lav", tmp_path / "partial.csv"
+    hs.to_csv(data, index=False)
+    model.write_text(HS_MODEL)
+    (tmp_path / "plain.R").write_text(PLAIN_PARTIAL)
+    rscript(tmp_path / "plain.R", data, model, out)
+    plain = pd.read_csv(out).iloc[0]
+    assert step["freed"] == plain["freed"] == "x3~1"
+    assert_close(step["X2"], plain["X2"], "score test X2")
+    fit = result.fits.set_index("level").loc["scalar_partial"]
+    for column in ("chisq.scaled", "cfi.robust", "rmsea.robust", "srmr"):
+        assert_close(fit[column.replace(".", "_")], plain[column], column)
+    assert bool(step["holds"])
