@@ -123,19 +123,23 @@ class ModelRun:
         self.structured = bool(getattr(self.provider.params, "structured", False))
         self.aborted: str | None = None
         self.errors: dict[str, int] = {}
-
-    # -- one request -----------------------------------------------------------------------
-    def cache_key(self, messages, seed, replicate, instrument) -> str:
         p = self.provider
-        key = {
-            "provider": self.spec.provider,
+        self._key_base = {  # the part of the cache key that is fixed for this model
+            "provider": spec.provider,
             "base_url": p.base_url,
             "model": p.model_id,
             "params": p.resolved_params(),
+        }
+
+    # -- one request -----------------------------------------------------------------------
+    def cache_key(self, messages, seed, replicate, instrument) -> str:
+        """sha256 of everything that can change a reply (see docs/collection.md)."""
+        key = {
+            **self._key_base,
             "seed": seed,
             "messages": messages,
             "replicate": replicate,
-            "instrument": instrument.content_hash,
+            "instrument": self.run.instrument_hashes[instrument.id],
         }
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
@@ -351,6 +355,7 @@ class CollectionRun:
         self.store = store
         self.cache = cache  # a shared ReplyCache, else the store's own cache table
         self.instruments = load_study_instruments(study)
+        self.instrument_hashes = {i.id: i.content_hash for i in self.instruments}
         self.personas = load_personas(study.session.personas)
         self.max_cost = max_cost
         self.spent = sum(u["cost"] for u in store.usage_by_model().values())  # earlier runs too

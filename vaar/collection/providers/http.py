@@ -9,6 +9,7 @@ that retrying cannot fix (bad key, unknown model, a malformed request) fail at o
 from __future__ import annotations
 
 import email.utils
+import json
 import os
 import time
 from typing import ClassVar
@@ -156,6 +157,15 @@ class HttpProvider(Provider):
     # -- the request ---------------------------------------------------------------------
     async def complete(self, request: ChatRequest) -> ChatReply:
         body = self.body(request)
+        try:  # the common case: one plain request, none of the retry machinery's cost
+            data = await self._post(body)
+        except RetryableError as exc:
+            data = await self._retry(body, exc)
+        sent = {k: v for k, v in body.items() if k not in ("messages", "system")}
+        return self.reply(data, sent)
+
+    async def _retry(self, body: dict, failure: RetryableError) -> dict:
+        """The retry policy, all of it in tenacity: `failure` counts as attempt 1."""
         p = self.params
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RetryableError),
@@ -167,21 +177,24 @@ class HttpProvider(Provider):
         try:
             async for attempt in retrying:
                 with attempt:
-                    data = await self._post(body)
+                    if failure is not None:
+                        first, failure = failure, None
+                        raise first
+                    return await self._post(body)
         except RetryableError as exc:
             tries = retrying.statistics.get("attempt_number", 1)
             message = f"{self.spec.name}: {exc} (gave up after {tries} attempt(s))"
             if exc.reason == "connection":
                 raise FatalProviderError(message) from None
             raise ProviderError(message) from None
-        sent = {k: v for k, v in body.items() if k not in ("messages", "system")}
-        return self.reply(data, sent)
+        raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def _post(self, body: dict) -> dict:
         url = self.endpoint()
         try:
             async with self._session.post(url, json=body, headers=self.headers()) as resp:
-                text = await resp.text()
+                raw = await resp.read()
+                text = raw.decode("utf-8", "replace")
                 if resp.status == 429:
                     raise RetryableError(
                         "429",
@@ -210,7 +223,7 @@ class HttpProvider(Provider):
                         f"{text[:300]!r}"
                     )
                 try:
-                    return await resp.json(content_type=None)
+                    return json.loads(raw)
                 except ValueError:
                     raise RetryableError(
                         "5xx", f"{url} answered with something that is not JSON: {text[:100]!r}"
