@@ -45,8 +45,8 @@ STRUCTURAL_COLUMNS = [
     ("std_all", "Std. (all)"),
 ]
 VAAR_COLUMNS = [
-    ("rank", "Rank"),
     ("model", "Model"),
+    ("rank", "Rank"),
     ("vaar_soft", "VAAR soft"),
     ("vaar_soft_ci", "95% CI"),
     ("vaar_hard", "VAAR hard"),
@@ -135,7 +135,7 @@ def fmt(value, digits: int = 3) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return "—"
-        if value.is_integer() and abs(value) >= 1000:
+        if value.is_integer() and (abs(value) >= 1000 or digits == 0):
             return f"{value:.0f}"
         if value != 0 and abs(value) < 10 ** (-digits):
             return f"{value:.1e}"
@@ -151,6 +151,23 @@ def fmt_p(value) -> str:
     return fmt(value)
 
 
+COUNT_KEYS = {
+    "npar", "df", "df_scaled", "df_diff", "n_paths", "n_items", "n_sessions", "sessions",
+    "n_splits", "n_factors", "step", "requests", "retries", "prompt_tokens",
+    "completion_tokens", "done", "failed",
+}  # fmt: skip
+
+
+def text_keys(rows: list[dict]) -> set[str]:
+    """Columns whose first present value is text (left-aligned, header included)."""
+    keys: dict[str, bool] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key not in keys and value is not None:
+                keys[key] = isinstance(value, str)
+    return {k for k, is_text in keys.items() if is_text}
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
@@ -161,6 +178,8 @@ def _environment() -> Environment:
     )
     env.filters["fmt"] = fmt
     env.filters["fmt_p"] = fmt_p
+    env.globals["text_keys"] = text_keys
+    env.globals["count_keys"] = COUNT_KEYS
     return env
 
 
@@ -224,7 +243,9 @@ def view(doc: dict) -> dict:
         "fit_columns": _present(FIT_COLUMNS, fits),
         "structural_columns": STRUCTURAL_COLUMNS,
         "structural": shown,
-        "vaar_columns": VAAR_COLUMNS,
+        "vaar_columns": [
+            c for c in VAAR_COLUMNS if c[0] != "vaar_soft_ci" or any(r.get(lo) for r in scores)
+        ],
         "scores": scores,
         "evidence_columns": EVIDENCE_COLUMNS,
         "evidence": evidence,
