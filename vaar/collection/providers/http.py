@@ -192,7 +192,9 @@ class HttpProvider(Provider):
     async def _post(self, body: dict) -> dict:
         url = self.endpoint()
         try:
-            async with self._session.post(url, json=body, headers=self.headers()) as resp:
+            payload = json.dumps(body).encode()
+            headers = {**self.headers(), "Content-Type": "application/json"}
+            async with self._session.post(url, data=payload, headers=headers) as resp:
                 raw = await resp.read()
                 text = raw.decode("utf-8", "replace")
                 if resp.status == 429:
