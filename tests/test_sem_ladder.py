@@ -2,6 +2,7 @@
 (the same r/ function, run by plain R) and an independent script that calls lavaan/semTools
 directly, to 1e-6. Data: lavaan's HolzingerSwineford1939, groups = school."""
 
+import json
 import shutil
 import subprocess
 
@@ -315,3 +316,43 @@ def test_partial_invariance_equals_plain_lavaan(hs, tmp_path):
     for column in ("chisq.scaled", "cfi.robust", "rmsea.robust", "srmr"):
         assert_close(fit[column.replace(".", "_")], plain[column], column)
     assert bool(step["holds"])
+
+
+def test_bootstrap_paths_count_failures_and_reproduce_in_rscript(hs, tmp_path):
+    result = fit_ladder(hs, HS_MODEL, "school", levels=["configural"], bootstrap=20, seed=7)
+    boot = result.bootstrap
+    assert len(boot) == 4 and set(boot["op"]) == {"~"}
+    assert (boot["draws"] == 20).all()
+    assert (boot["successful"] + boot["failed"] == 20).all()
+    assert (boot["boot_ci_lower"] < boot["est"]).all()
+    assert (boot["est"] < boot["boot_ci_upper"]).all()
+    script = write_bundle(tmp_path / "bundle", result)
+    rscript(script)
+    again = pd.read_csv(script.parent / "r_output" / "bootstrap.csv")
+    for column in ("est", "boot_se", "boot_ci_lower", "boot_ci_upper", "failed", "successful"):
+        assert_close(boot[column], again[column], column)
+
+
+def test_worker_process_and_cli(hs, tmp_path):
+    from click.testing import CliRunner
+
+    from vaar.sem import worker
+    from vaar.sem.commands import sem_fit
+
+    try:
+        in_worker = worker.submit("fit_ladder", hs, HS_CFA, "school", levels=["configural"])
+        result = in_worker.result(timeout=300)
+    finally:
+        worker.shutdown()
+    assert result.fits["converged"].all() and result.groups == ["Pasteur", "Grant-White"]
+    data, model = tmp_path / "hs.csv", tmp_path / "m.lav"
+    hs.to_csv(data, index=False)
+    model.write_text(HS_CFA)
+    args = [str(data), "--model", str(model), "--group", "school", "--levels", "configural",
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    done = CliRunner().invoke(sem_fit, args)
+    assert done.exit_code == 0, done.output
+    assert "highest invariance level under chen2007: configural" in done.output
+    assert (tmp_path / "out" / "bundle" / "analysis.R").exists()
+    written = json.loads((tmp_path / "out" / "sem.json").read_text())
+    assert_close(written["fits"][0]["chisq_scaled"], result.fits["chisq_scaled"][0], "cli")

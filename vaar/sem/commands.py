@@ -1,3 +1,55 @@
-"""Click commands of this stage; vaar/cli.py registers COMMANDS."""
+"""`vaar sem-fit`: the lavaan ladder on any table, written as SemResult JSON plus the
+reproduction bundle (a low-level tool for debugging; `vaar analyze` adds the HTML report)."""
 
-COMMANDS = []
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from vaar.errors import VaarError
+
+
+@click.command("sem-fit")
+@click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", "model_file", required=True, type=click.Path(dir_okay=False,
+              path_type=Path), help="lavaan model syntax file")  # fmt: skip
+@click.option("--group", required=True, help="column holding the group labels")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--estimator", default=None, help="MLR (default), ML, or WLSMV with --ordered")
+@click.option("--ordered", is_flag=True, help="treat every observed variable as ordinal")
+@click.option("--levels", default="configural,metric,scalar,strict", show_default=True)
+@click.option("--rule", default="chen2007", show_default=True,
+              type=click.Choice(["chen2007", "cheung_rensvold2002", "lrt"]))  # fmt: skip
+@click.option("--partial", is_flag=True, help="search for partial invariance (lavTestScore)")
+@click.option("--equal-paths/--no-equal-paths", default=True, show_default=True)
+@click.option("--bootstrap", default=0, show_default=True, help="bootstrap draws for paths")
+@click.option("--degenerate", default="drop_items", show_default=True,
+              type=click.Choice(["drop_items", "exclude_group", "fail"]))  # fmt: skip
+def sem_fit(data, model_file, group, out_dir, estimator, ordered, levels, rule, partial,
+            equal_paths, bootstrap, degenerate):  # fmt: skip
+    """Fit MODEL on DATA (CSV) by GROUP; write sem.json and bundle/ to OUT."""
+    import pandas as pd
+
+    from vaar.sem import analyze_data, write_bundle
+
+    try:
+        table = pd.read_csv(data)
+        syntax = model_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise VaarError(f"cannot read input: {exc}") from None
+    result = analyze_data(
+        table, syntax, group, estimator=estimator, ordered=ordered,
+        levels=[lv.strip() for lv in levels.split(",") if lv.strip()], rule=rule,
+        partial=partial, bootstrap=bootstrap, degenerate=degenerate, equal_paths=equal_paths,
+    )  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "sem.json").write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
+    script = write_bundle(out_dir / "bundle", result)
+    highest = result.decision.get("highest")
+    click.echo(f"highest invariance level under {rule}: {highest}")
+    click.echo(f"wrote {out_dir / 'sem.json'} and {script} (run: Rscript {script})")
+
+
+COMMANDS = [sem_fit]
