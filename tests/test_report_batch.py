@@ -3,6 +3,8 @@ and clear errors for bad input. (The analysed end-to-end batch is in test_report
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from click.testing import CliRunner
 
@@ -34,6 +36,29 @@ def test_find_jobs_reads_files_study_folders_and_batch_folders(tmp_path):
     assert (jobs[1].study_file, jobs[1].data_file) == (study, store)
     assert jobs[3].data_file is None  # the study's own store is looked up when it runs
     assert (jobs[4].study_file, jobs[4].data_file) == (None, None)
+
+
+def _store(path, study_name):
+    """A SQLite file with the meta table a vaar store keeps (enough for finding studies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        con.execute("INSERT INTO meta VALUES ('study', ?)", (study_name,))
+    con.close()
+    return path
+
+
+def test_a_report_folder_is_its_store(tmp_path):
+    """`vaar analyze reports/demo`: the store is the study; the report's own CSV tables and
+    bundle next to it are not studies."""
+    folder = tmp_path / "reports" / "demo"
+    store = _store(folder / "collection.sqlite", "demo-study")
+    for name in ("estimates.csv", "fits.csv", "bundle/data.csv"):
+        _touch(folder / name, "a,b\n")
+    jobs = find_jobs([folder])
+    assert [(j.name, j.data_file) for j in jobs] == [("demo-study", store)]
+    assert [j.name for j in find_jobs([store])] == ["demo-study"]
 
 
 def test_find_jobs_makes_names_unique(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import sqlite3
 import time
 import traceback
 from collections.abc import Callable
@@ -76,17 +77,38 @@ def _study_name(study_file: Path) -> str:
     return str(name) if name else study_file.stem
 
 
+def _stores(folder: Path) -> list[Path]:
+    return [p for p in _data_files(folder) if p.suffix.lower() in STORE_SUFFIXES]
+
+
+def _store_name(store: Path, default: str) -> str:
+    """The study name a vaar store recorded (its meta table), else `default`."""
+    try:
+        con = sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = 'study'").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return default
+    return str(row[0]) if row and row[0] else default
+
+
 def _folder_job(folder: Path) -> Job | None:
-    """A study folder: one study .toml, plus a store or export next to it (optional)."""
+    """A study folder: one study .toml, plus a store or export next to it (optional); or a
+    folder with one store (CSV files beside a store, e.g. a report's tables, are ignored); or
+    a folder with one table."""
     studies = _study_files(folder)
     data = _data_files(folder)
+    stores = _stores(folder)
     if len(studies) > 1:
         names = ", ".join(p.name for p in studies)
         raise VaarError(f"{folder}: more than one study file ({names}); point at one of them")
     if studies:
-        stores = [p for p in data if p.suffix.lower() in STORE_SUFFIXES]
         chosen = (stores or data or [None])[0]
         return Job(_study_name(studies[0]), folder, studies[0], chosen)
+    if len(stores) == 1:
+        return Job(_store_name(stores[0], folder.name), folder, None, stores[0])
     if len(data) == 1:
         return Job(folder.name, folder, None, data[0])
     return None
@@ -102,7 +124,9 @@ def find_jobs(paths: list[Path]) -> list[Job]:
             suffix = path.suffix.lower()
             if suffix == ".toml":
                 jobs.append(Job(_study_name(path), path, path, None))
-            elif suffix in STORE_SUFFIXES | TABLE_SUFFIXES:
+            elif suffix in STORE_SUFFIXES:
+                jobs.append(Job(_store_name(path, path.stem), path, None, path))
+            elif suffix in TABLE_SUFFIXES:
                 jobs.append(Job(path.stem, path, None, path))
             else:
                 raise VaarError(
@@ -110,12 +134,17 @@ def find_jobs(paths: list[Path]) -> list[Job]:
                 )
             continue
         subs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-        job = _folder_job(path) if _study_files(path) or not subs else None
+        job = _folder_job(path) if _study_files(path) or _stores(path) or not subs else None
         if job is not None:
             jobs.append(job)
             continue
         found = [j for sub in subs if (j := _sub(sub))]
-        found += [Job(f.stem, f, None, f) for f in _data_files(path)]
+        found += [
+            Job(
+                _store_name(f, f.stem) if f.suffix.lower() in STORE_SUFFIXES else f.stem, f, None, f
+            )
+            for f in _data_files(path)
+        ]
         if not found:
             raise VaarError(
                 f"{path}: no study found (expected a study .toml, a .sqlite store, a .csv or "

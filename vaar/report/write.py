@@ -53,14 +53,12 @@ def write_tables(out_dir: Path, doc: dict) -> list[Path]:
     return written
 
 
-def write_bundle(out_dir: Path, result) -> Path | None:
-    """The reproduction bundle (data + R script) from vaar.sem, in `out_dir/bundle`."""
-    from vaar import sem
+def write_bundle(out_dir: Path, result) -> Path:
+    """The reproduction bundle (data, model, arguments, R script) from vaar.sem, in
+    `out_dir/bundle`; returns its analysis.R."""
+    from vaar.sem import write_bundle as sem_write_bundle
 
-    writer = getattr(sem, "write_bundle", None)
-    if writer is None:  # vaar.sem without bundles: say so in the report folder, do not pretend
-        return None
-    return writer(out_dir / "bundle", result)
+    return sem_write_bundle(out_dir / "bundle", result)
 
 
 def write_report(out_dir: str | Path, result) -> Path:
