@@ -5,6 +5,7 @@ user input: models and options travel as arguments."""
 from __future__ import annotations
 
 import math
+import os
 import threading
 from pathlib import Path
 
@@ -21,6 +22,9 @@ _sourced = False
 
 
 def _robjects():
+    # One BLAS thread per R process: the ladder forks one R per level, and a threaded OpenBLAS
+    # (if installed) would oversubscribe the cores and can hang after fork.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         import rpy2.robjects as ro
         from rpy2.robjects import pandas2ri
