@@ -48,6 +48,11 @@ def main() -> None:
             rows, truth = measure_coverage(
                 PLANTINGS[name], instruments, replicates=args.replicates, groups=args.groups,
                 sessions=args.sessions, draws=args.draws, executor=executor,
+                progress=lambda rep, rows, name=name, start=start: print(
+                    f"  {name}: replicate {rep + 1}/{args.replicates} done, "
+                    f"{sum(bool(r['covered']) for r in rows)}/{len(rows)} covered so far "
+                    f"({time.perf_counter() - start:.0f} s)", flush=True,
+                ),
             )  # fmt: skip
             judged = rows.dropna(subset=["covered"])
             coverage = judged["covered"].mean()

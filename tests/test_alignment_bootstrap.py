@@ -159,13 +159,15 @@ def test_a_failing_refit_is_counted_not_raised(fitted, pool):
 
 @pytest.mark.slow
 def test_bootstrap_ci_covers_the_planted_target(pool):
-    """A small coverage measurement (bench/bench_alignment.py runs the larger one whose numbers
-    docs/vaar.md states): 2 data sets x 3 independent groups, 12 draws each."""
+    """The coverage machinery end to end at toy size: one data set of 3 independent groups,
+    10 draws. Its 3 intervals only show the CIs land around the target; the coverage rate
+    itself is measured by bench/bench_alignment.py (numbers in docs/vaar.md)."""
     instruments = short_instruments(INSTRUMENTS)
     rows, truth = measure_coverage(
-        (-0.15, 0.15), instruments, replicates=2, groups=3, sessions=100, draws=12,
-        executor=pool, n_large=3000, seed=3,
+        (-0.15, 0.15), instruments, replicates=1, groups=3, sessions=80, draws=10,
+        executor=pool, n_large=2000, seed=3,
     )  # fmt: skip
     assert 0.7 < truth < 0.97  # a weak planted alignment: the target is not saturated at 1
-    assert len(rows) == 6 and rows["covered"].notna().all()
-    assert rows["covered"].mean() >= 0.5
+    assert len(rows) == 3 and rows["covered"].notna().all()
+    assert (rows["draws_ok"] >= 8).all()
+    assert rows["covered"].sum() >= 2

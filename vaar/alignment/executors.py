@@ -19,6 +19,7 @@ import os
 import sys
 import sysconfig
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -47,9 +48,27 @@ def own_libpython_env() -> Iterator[None]:
         os.environ["LD_LIBRARY_PATH"] = old
 
 
+def _die_with_parent() -> None:
+    """Worker initializer: a daemon thread ends this process once its parent is gone, so R
+    workers are not orphaned when a Dask worker is killed or the main process crashes.
+    (Polling, not PR_SET_PDEATHSIG: that fires when the spawning *thread* ends.)"""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="vaar-parent-watch", daemon=True).start()
+
+
 def _spawn_pool(workers: int) -> ProcessPoolExecutor:
     """Spawned (not forked: R cannot be forked safely) worker processes, all started now."""
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_die_with_parent,
+    )
     with own_libpython_env():
         for future in [pool.submit(os.getpid) for _ in range(workers)]:
             future.result()

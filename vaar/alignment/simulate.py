@@ -113,13 +113,14 @@ def measure_coverage(
     n_large: int = 4000,
     confidence: float = 0.95,
     seed: int = 0,
+    progress=None,
 ) -> tuple[pd.DataFrame, float]:
     """Coverage of the bootstrap CI of VAAR_soft for one planted (b_privacy, b_prosocial).
 
     Each replicate is a multi-group data set whose `groups` groups are independent samples of
     the same planted model (the configural fit estimates every group on its own), so one
     bootstrap gives `groups` intervals. Returns one row per interval (with `covered`) and the
-    target from population_vaar_soft."""
+    target from population_vaar_soft; `progress(replicate, rows_so_far)` after each one."""
     from vaar.alignment import align, load_reference
     from vaar.data import score_items
     from vaar.sem import build_vaar_model, fit_ladder
@@ -156,4 +157,6 @@ def measure_coverage(
                     "covered": bool(lo <= truth <= hi) if np.isfinite([lo, hi]).all() else None,
                 }
             )  # fmt: skip
+        if progress:
+            progress(rep, rows)
     return pd.DataFrame(rows), truth
