@@ -212,17 +212,22 @@ def test_bad_key_stops_the_model_with_a_clear_error(tmp_path, fake_llm, monkeypa
     models = [{**openai_model(fake.base_url), "api_key_env": "VAAR_TEST_KEY"}]
     summary = run(study(tmp_path, models, sessions=30))
     assert not summary.complete
-    assert any("refused the API key (HTTP 401)" in line for line in summary.incomplete)
-    assert fake.counts["requests"] <= 8  # the sessions in flight, then the model stopped
+    assert any("refused the API key (HTTP 401)" in line for line in summary.incomplete), (
+        summary.lines()
+    )
+    # the sessions in flight, then the model stopped
+    assert fake.counts["requests"] <= 8, (fake.counts, summary.lines())
 
 
 def test_unreachable_base_url_gives_a_clear_error_after_bounded_retries(tmp_path):
-    from fakes.fake_llm import free_port
+    import socket
 
-    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens here
-    models = [openai_model(url, max_retries=3)]
-    start = time.monotonic()
-    summary = run(study(tmp_path, models, sessions=20))
+    with socket.socket() as bound:  # bound but not listening: connections are refused
+        bound.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{bound.getsockname()[1]}/v1"
+        models = [openai_model(url, max_retries=3)]
+        start = time.monotonic()
+        summary = run(study(tmp_path, models, sessions=20))
     assert time.monotonic() - start < 10
     assert not summary.complete
     text = "\n".join(summary.lines())

@@ -207,9 +207,15 @@ class FakeLLM:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self, port: int | None = None) -> str:
-        """Serve in a background thread until stop(); returns the OpenAI-style base URL."""
-        self.port = port or free_port()
+    def start(self, port: int = 0) -> str:
+        """Serve in a background thread until stop(); returns the OpenAI-style base URL.
+        The socket is bound here (port 0: the kernel picks), so no other process can take
+        the port between choosing and binding it."""
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(1024)
+        self.port = sock.getsockname()[1]
         ready = threading.Event()
 
         def serve():
@@ -217,7 +223,7 @@ class FakeLLM:
             asyncio.set_event_loop(self._loop)
             self._runner = web.AppRunner(self.app(), access_log=None)
             self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=1024)
+            site = web.SockSite(self._runner, sock)
             self._loop.run_until_complete(site.start())
             ready.set()
             self._loop.run_forever()
