@@ -95,25 +95,31 @@ vaar_compare <- function(free, constrained, rule, thresholds) {
     lrt, list(holds = usable && !undecidable && !fails, reason = reason))
 }
 
-# Score tests on the equality constraints of a fit, mapped to lavaan's group.partial syntax.
-vaar_score_candidates <- function(fit) {
+# The parameter type each level constrains: only those are candidates for freeing there.
+VAAR_LEVEL_OPS <- c(thresholds = "|", metric = "=~", scalar = "~1", strict = "~~")
+
+# Score tests on the equality constraints of a fit, mapped to lavaan's group.partial syntax,
+# restricted to the parameter type `op` that the failing level added.
+vaar_score_candidates <- function(fit, op) {
   res <- vaar_capture(lavTestScore(fit, epc = FALSE))
   if (is.null(res$value)) {
     return(NULL)
   }
   uni <- res$value$uni
   pt <- parTable(fit)
-  spec <- vapply(seq_len(nrow(uni)), function(i) {
-    row <- pt[pt$plabel == uni$lhs[i], ]
-    if (nrow(row) == 0) row <- pt[pt$label == uni$lhs[i], ][1, ]
-    if (nrow(row) == 0 || is.na(row$lhs)) {
-      return(NA_character_)
-    }
-    if (row$op == "~1") paste0(row$lhs, "~1") else paste0(row$lhs, row$op, row$rhs)
+  rows <- lapply(uni$lhs, function(plabel) {
+    row <- pt[pt$plabel == plabel, ]
+    if (nrow(row) == 0) row <- pt[pt$label == plabel, ]
+    row[1, ]
+  })
+  spec <- vapply(rows, function(row) {
+    if (is.na(row$lhs)) NA_character_ else if (row$op == "~1") paste0(row$lhs, "~1") else
+      paste0(row$lhs, row$op, row$rhs)
   }, character(1))
+  kind <- vapply(rows, function(row) if (is.na(row$lhs)) NA_character_ else row$op, "")
   out <- data.frame(parameter = spec, X2 = as.numeric(uni$X2), df = as.numeric(uni$df),
                     pvalue = as.numeric(uni$p.value), stringsAsFactors = FALSE)
-  out <- out[!is.na(out$parameter), ]
+  out <- out[!is.na(out$parameter) & kind %in% op, ]
   out <- out[order(-out$X2), ]
   # one row per parameter (a parameter constrained across k groups has k-1 tests)
   out[!duplicated(out$parameter), ]
@@ -237,8 +243,11 @@ vaar_fit_ladder <- function(data, syntax, group, estimator = "MLR", ordered = ch
       name <- paste0(level, "_partial")
       freed_before <- freed
       found <- FALSE
+      # Wu & Estabrook (2016) ordinal scalar models fix intercepts rather than equate them:
+      # the score tests see the thresholds, whose release frees that item's location
+      ops <- if (ordinal && level == "scalar") c("~1", "|") else VAAR_LEVEL_OPS[[level]]
       for (step in seq_len(max_free)) {
-        cand <- vaar_score_candidates(trial$fit)
+        cand <- vaar_score_candidates(trial$fit, ops)
         if (is.null(cand)) break
         cand <- cand[!cand$parameter %in% freed, ]
         if (nrow(cand) == 0) break

@@ -287,8 +287,9 @@ m <- paste(readLines(a[2]), collapse = "\n")
 scalar <- sem(m, d, group = "school", estimator = "MLR",
               group.equal = c("loadings", "intercepts"))
 uni <- lavTestScore(scalar, epc = FALSE)$uni
-top <- uni[which.max(uni$X2), ]
 pt <- parTable(scalar)
+uni <- uni[pt$op[match(uni$lhs, pt$plabel)] == "~1", ]  # the constraints scalar adds
+top <- uni[which.max(uni$X2), ]
 row <- pt[pt$plabel == top$lhs, ]
 freed <- if (row$op == "~1") paste0(row$lhs, "~1") else paste0(row$lhs, row$op, row$rhs)
 part <- sem(m, d, group = "school", estimator = "MLR",
