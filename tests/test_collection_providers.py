@@ -302,3 +302,11 @@ def test_requests_per_minute_is_enforced(tmp_path, fake_llm):
 def test_base_url_must_be_http(tmp_path):
     with pytest.raises(ConfigError, match="base_url 'localhost:8000/v1' must start with http"):
         run(study(tmp_path, [openai_model("localhost:8000/v1")]))
+
+
+def test_concurrency_caps_requests_in_flight(tmp_path, fake_llm):
+    fake = fake_llm(Faults(latency=0.05))
+    models = [{**openai_model(fake.base_url), "concurrency": 3}]
+    summary = run(study(tmp_path, models, sessions=9, instruments=["westin"]))
+    assert summary.complete
+    assert fake.counts["max_in_flight"] == 3  # reached, never exceeded

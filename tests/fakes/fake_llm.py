@@ -80,11 +80,21 @@ class FakeLLM:
 
     # -- the app ---------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._in_flight])
         app.router.add_post("/v1/chat/completions", self.openai)
         app.router.add_post("/v1/messages", self.anthropic)
         app.router.add_get("/v1/models", self.models)
         return app
+
+    @web.middleware
+    async def _in_flight(self, request, handler):
+        """Count requests being handled at once (max_in_flight checks a client's cap)."""
+        self.counts["in_flight"] += 1
+        self.counts["max_in_flight"] = max(self.counts["max_in_flight"], self.counts["in_flight"])
+        try:
+            return await handler(request)
+        finally:
+            self.counts["in_flight"] -= 1
 
     async def models(self, request):
         return web.json_response({"data": [{"id": "fake"}]})
