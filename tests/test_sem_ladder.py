@@ -190,8 +190,14 @@ def test_degenerate_item_is_dropped_and_its_factor_reported(hs):
     data = hs.copy()
     data.loc[data["school"] == "Pasteur", "x8"] = 3.0  # no variance in one group
     data.loc[data["school"] == "Grant-White", "x9"] = 2.0
+    tiny = data.head(5).assign(school="Tiny")  # 5 sessions for 9 items
+    data = pd.concat([data, tiny], ignore_index=True)
     result = fit_ladder(data, HS_MODEL, "school", levels=["configural"])
     d = result.diagnostics
+    assert d["excluded_groups"] == [
+        {"group": "Tiny", "reason": "5 sessions for 9 items (more sessions than items are needed)"}
+    ]
+    assert result.groups == ["Pasteur", "Grant-White"]
     assert [x["item"] for x in d["dropped_items"]] == ["x8", "x9"]
     assert "zero variance" in d["dropped_items"][0]["reason"]
     assert d["dropped_factors"][0]["factor"] == "speed"

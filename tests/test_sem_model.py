@@ -134,7 +134,7 @@ def test_small_or_empty_groups_are_excluded_and_empty_categories_dropped():
                    "m4": {"x": [1, 2, 1, 2], "y": [4, 3, 2, 1], "z": [2, 1, 2, 3]}})  # fmt: skip
     out = clean(data, "g", ["x", "y", "z"], ordered=True, strategy="drop_items")
     assert out.excluded_groups == [
-        {"group": "m2", "reason": "2 sessions for 3 items"},
+        {"group": "m2", "reason": "2 sessions for 3 items (more sessions than items are needed)"},
         {"group": "m3", "reason": "every answer is missing"},
     ]
     assert [d["item"] for d in out.dropped_items] == ["x", "z"]

@@ -37,8 +37,15 @@ def group_problems(rows: pd.DataFrame, name: str, items: list[str]) -> list[Prob
     """Problems that concern a whole group."""
     if rows[items].isna().all().all():
         return [Problem(name, None, "every answer is missing")]
-    if len(rows) < len(items):
-        return [Problem(name, None, f"{len(rows)} sessions for {len(items)} items")]
+    if len(rows) <= len(items):  # n <= p: the sample covariance matrix is singular
+        return [
+            Problem(
+                name,
+                None,
+                f"{len(rows)} sessions for {len(items)} items "
+                "(more sessions than items are needed)",
+            )
+        ]
     return []
 
 
