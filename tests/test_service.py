@@ -237,6 +237,7 @@ async def test_killed_worker_fails_its_job_and_the_next_job_is_served(server, hs
         _, victim = await submit(session, server.base, form(data, group="school", model=HS_MODEL))
         await wait_job(session, server.base, victim["id"], until=("running",), timeout=120)
         (worker,) = [w for w in server.health()["workers"] if w["job"] == victim["id"]]
+        assert os.getpgid(worker["pid"]) == worker["pid"]  # its own group, forks included
         os.kill(worker["pid"], signal.SIGKILL)
 
         failed = await wait_job(session, server.base, victim["id"], timeout=60)
@@ -255,6 +256,8 @@ async def test_killed_worker_fails_its_job_and_the_next_job_is_served(server, hs
     (restarted,) = [w for w in server.health()["workers"] if w["name"] == worker["name"]]
     assert restarted["restarts"] == worker["restarts"] + 1
     assert restarted["pid"] not in (None, worker["pid"])
+    with pytest.raises(ProcessLookupError):  # R processes the killed worker forked are gone too
+        os.killpg(worker["pid"], 0)
 
 
 async def test_cancel_a_running_job(server, hs_csv):

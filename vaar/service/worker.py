@@ -10,6 +10,7 @@ caller gets WorkerLost with the reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import multiprocessing
@@ -61,6 +62,7 @@ def client_message(exc: BaseException) -> str:
 
 def _child_main(conn, warmup: str | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
+    os.setpgrp()  # its own process group: R's forked helpers (vaar.sem) end with the worker
     try:
         if warmup:
             _resolve(warmup)()
@@ -99,6 +101,13 @@ def _signal_name(exitcode: int | None) -> str:
         except ValueError:
             return f"killed by signal {-exitcode}"
     return f"exited with code {exitcode}"
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the worker and every process it forked (its process group is its pid)."""
+    for kill, target in ((os.killpg, pid), (os.kill, pid)):  # the group; or just the worker
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            kill(target, signal.SIGKILL)
 
 
 class RWorker:
@@ -150,8 +159,7 @@ class RWorker:
 
     def stop(self) -> None:
         if self._process is not None:
-            if self._process.is_alive():
-                self._process.kill()
+            _kill_group(self._process.pid)  # also when the worker died: its forks may live on
             self._process.join(5)
             self._process.close()
             self._conn.close()
@@ -163,7 +171,7 @@ class RWorker:
         raises WorkerLost(reason)."""
         if self.alive:
             self._kill_reason = reason
-            os.kill(self._process.pid, signal.SIGKILL)
+            _kill_group(self._process.pid)
 
     def close(self) -> None:
         self.stop()
