@@ -215,9 +215,7 @@ a <- commandArgs(trailingOnly = TRUE)
 d <- read.csv(a[1], colClasses = c(school = "character"))
 m <- paste(readLines(a[2]), collapse = "\n")
 ov <- paste0("x", 1:9)
-eq <- list(configural = "", thresholds = "thresholds",
-           metric = c("thresholds", "loadings"),
-           scalar = c("thresholds", "loadings", "intercepts"))
+eq <- list(configural = "", thresholds = "thresholds", metric = c("thresholds", "loadings"))
 fits <- list(); pes <- list()
 for (lv in names(eq)) {
   s <- measEq.syntax(configural.model = m, data = d, group = "school", ordered = ov,
@@ -247,8 +245,8 @@ def hs_ordinal(hs) -> pd.DataFrame:
 
 def test_ordinal_ladder_equals_plain_semtools(hs_ordinal, tmp_path):
     result = fit_ladder(hs_ordinal, HS_CFA, "school", estimator="WLSMV", ordered=True,
-                        levels=["metric", "scalar"])  # fmt: skip
-    assert list(result.fits["level"]) == ["configural", "thresholds", "metric", "scalar"]
+                        levels=["metric"])  # fmt: skip
+    assert list(result.fits["level"]) == ["configural", "thresholds", "metric"]
     assert result.diagnostics["missing"] == "pairwise"
     data, model = tmp_path / "d.csv", tmp_path / "m.lav"
     hs_ordinal.to_csv(data, index=False)

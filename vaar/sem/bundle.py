@@ -73,10 +73,13 @@ cat("\nAll tables were written to", out, "\n")
 """
 
 
-def write_bundle(out_dir, result) -> Path:
+def write_bundle(out_dir, result) -> Path | None:
     """Write the bundle for a SemResult (or anything with a `.sem` SemResult, e.g. a
-    StudyResult) into `out_dir`; returns the path of analysis.R."""
+    StudyResult) into `out_dir`; returns the path of analysis.R, or None when the result
+    holds no SEM at all (nothing to reproduce)."""
     sem = getattr(result, "sem", result)
+    if sem is None:
+        return None
     call = getattr(sem, "call", None)
     data = getattr(sem, "data", None)
     if not call or data is None:
