@@ -15,7 +15,8 @@ def _read_model(path: str) -> str:
     try:
         syntax = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise VaarError(f"--model {path}: cannot read the lavaan model ({exc})") from None
+        reason = getattr(exc, "strerror", None) or exc
+        raise VaarError(f"--model {path}: cannot read the lavaan model ({reason})") from None
     if not syntax.strip():
         raise VaarError(f"--model {path}: the file is empty (expected lavaan model syntax)")
     return syntax

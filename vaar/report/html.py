@@ -203,11 +203,13 @@ def _vaar_ci_keys(rows: list[dict]) -> tuple[str, str]:
 
 
 def structural_level(doc: dict) -> str | None:
-    """The level whose structural paths VAAR scores (falls back to the first fitted level)."""
+    """The level whose structural paths are shown: the one VAAR scores; without VAAR the
+    highest level that holds; else the first level fitted."""
     alignment = doc.get("alignment") or {}
     levels = [r["level"] for r in doc["structural"]]
-    if alignment.get("level") in levels:
-        return alignment["level"]
+    for candidate in (alignment.get("level"), doc["invariance"]["decision"].get("highest")):
+        if candidate in levels:
+            return candidate
     return levels[0] if levels else None
 
 

@@ -8,6 +8,7 @@ Colours: the Okabe-Ito palette, distinguishable with the common colour-vision de
 
 from __future__ import annotations
 
+import html
 import io
 import math
 
@@ -50,7 +51,7 @@ def _svg(fig: Figure, title: str) -> str:
         FigureCanvasSVG(fig).print_svg(buf, metadata=NO_METADATA)
     svg = buf.getvalue()
     svg = svg[svg.index("<svg") :]
-    label = title.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    label = html.escape(title, quote=True)
     return svg.replace(">", f' role="img" aria-label="{label}">', 1)
 
 
