@@ -93,6 +93,21 @@ vaar_flags <- function(fit, level, warnings) {
       }
     }
   }
+  # std.lv identification (the ordinal ladder) leaves a factor's sign arbitrary: a factor whose
+  # loadings are mostly negative in a group has its paths' signs reversed there
+  pe <- vaar_capture(parameterEstimates(fit, se = FALSE, ci = FALSE))$value
+  if (!is.null(pe)) {
+    loads <- pe[pe$op == "=~", ]
+    if (nrow(loads) > 0) {
+      if (!"group" %in% names(loads)) loads$group <- 1L
+      sums <- aggregate(est ~ lhs + group, data = loads, FUN = function(x) sum(sign(x)))
+      for (i in which(sums$est < 0)) {
+        add("factor_sign_reversed", sprintf("most loadings of %s are negative in group %s",
+                                            sums$lhs[i], if (length(labels) > 0)
+                                              labels[sums$group[i]] else ""))
+      }
+    }
+  }
   ident <- grep("not (be )?identified|could not compute standard errors|could not invert",
                 warnings, ignore.case = TRUE, value = TRUE)
   for (w in ident) add("not_identified", w)

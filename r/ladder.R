@@ -175,8 +175,9 @@ vaar_fit_ladder <- function(data, syntax, group, estimator = "MLR", ordered = ch
     options <- list(estimator = estimator, ordered = ordered, parameterization = "theta",
                     missing = "pairwise")
   } else {
-    # FIML when anything is missing; with complete data "listwise" gives the same estimates
-    # faster (FIML would switch to observed information and change robust SEs slightly).
+    # FIML when anything is missing; with complete data "listwise" is lavaan's default and
+    # gives the same estimates (FIML there would change lavaan's information-matrix defaults
+    # and so the robust SEs slightly).
     options <- list(estimator = estimator, missing = if (anyNA(data)) "ml" else "listwise")
   }
   if (!"configural" %in% levels) levels <- c("configural", levels)

@@ -390,3 +390,13 @@ def test_planted_paths_are_recovered():
         # one seeded replication; bias and coverage over many are in bench/bench_sem.py
         assert abs(p["est"] - true) < 3 * p["se"], (p["group"], p["rhs"], p["est"], true)
         assert abs(p["est"] - true) < 0.1
+
+
+def test_post_fit_problems_are_flagged_not_raised(hs):
+    data = hs.copy()
+    white = data["school"] == "Grant-White"
+    data.loc[white, ["x2", "x3"]] = 10 - data.loc[white, ["x2", "x3"]]  # unscored reverse keys
+    result = fit_ladder(data, HS_CFA, "school", levels=["configural"])
+    flags = result.diagnostics["flags"]
+    detail = "most loadings of visual are negative in group Grant-White"
+    assert {"level": "configural", "flag": "factor_sign_reversed", "detail": detail} in flags
