@@ -7,7 +7,8 @@ per turn: history, parsing, the store commit, HTTP), and the peak memory of a 10
 with the simulated provider (no HTTP) in a fresh process.
 
 The fake server (tests/fakes/fake_llm.py) runs in a process of its own, so client and server
-each get a core.
+each get a core, and answers every item "3" (a valid answer the client still parses and
+stores), so that what is measured is the client, not the fake's respondent simulation.
 
     .venv/bin/python bench/bench_collection.py                 # C = 16, 64, 256; L = 0.2 s
     .venv/bin/python bench/bench_collection.py --concurrency 256 --latency 0.2 --seconds 20
@@ -40,6 +41,8 @@ def start_server(port: int, latency: float) -> subprocess.Popen:
             str(port),
             "--latency",
             str(latency),
+            "--fixed-answer",
+            "3",
         ],
         cwd=ROOT,
     )

@@ -66,6 +66,7 @@ class FakeLLM:
     bodies: list = field(default_factory=list)  # every request body received
     headers: list = field(default_factory=list)  # every request's headers
     keep_bodies: bool = True
+    fixed_answer: str | None = None  # answer every item with this text (cheap, for benchmarks)
 
     def __post_init__(self):
         from vaar.instruments import list_instruments
@@ -149,6 +150,8 @@ class FakeLLM:
             return self.rng.choice(GARBAGE)
         if fault == "refusal":
             return REFUSAL
+        if self.fixed_answer is not None:
+            return self.fixed_answer
         reply = await self.sim.complete(ChatRequest(messages, seed, schema))
         return reply.text
 
@@ -267,8 +270,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--fixed-answer", help="answer every item with this text")
     args = parser.parse_args()
-    fake = FakeLLM(Faults(latency=args.latency), keep_bodies=False)
+    fake = FakeLLM(Faults(latency=args.latency), keep_bodies=False, fixed_answer=args.fixed_answer)
     web.run_app(
         fake.app(), host="127.0.0.1", port=args.port, access_log=None, print=None, backlog=4096
     )
