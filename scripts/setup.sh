@@ -14,7 +14,7 @@ with_test=0
 
 say() { printf '[setup] %s\n' "$*"; }
 
-apt_pkgs=(r-base-core r-base-dev r-cran-lavaan r-cran-semtools libffi-dev gcc g++ make)
+apt_pkgs=(r-base-core r-base-dev r-cran-lavaan r-cran-semtools libopenblas0-pthread libffi-dev gcc g++ make)
 if [ "$with_test" = 1 ]; then
   apt_pkgs+=(cmake chromium)
 fi

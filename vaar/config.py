@@ -87,6 +87,9 @@ class AnalysisSpec(Strict):
         "strict",
     ]
     degenerate: Literal["drop_items", "exclude_group", "fail"] = "drop_items"
+    missing: Literal["fiml", "listwise"] = Field(
+        "fiml", description="continuous data: FIML, or complete sessions only (much faster)"
+    )
     vaar_level: Literal["configural", "highest"] = "configural"
     alpha: float = Field(0.05, gt=0, lt=1)
     reference: str | None = Field(None, description="human reference file (default: built in)")

@@ -87,6 +87,7 @@ def analyze_tables(
             ordered=analysis.estimator == "WLSMV",
             levels=list(analysis.levels),
             degenerate=analysis.degenerate,
+            missing=analysis.missing,
         )
     with _stage("VAAR and profiles", timings, echo):
         reference = load_reference(analysis.reference)
