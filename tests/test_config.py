@@ -34,7 +34,10 @@ def test_demo_study_validates():
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"sessions_per_model": 0}, "sessions_per_model: Input should be greater than or equal to 1"),
+        (
+            {"sessions_per_model": 0},
+            "sessions_per_model: Input should be greater than or equal to 1",
+        ),
         ({"instruments": ["psa", "nope"]}, "instruments: unknown instrument(s) ['nope']"),
         ({"instruments": ["psa", "psa"]}, "instruments: an instrument is listed twice"),
         (
