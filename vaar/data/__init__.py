@@ -93,10 +93,8 @@ def score_items(wide: pd.DataFrame, instruments) -> pd.DataFrame:
     return scored
 
 
-def read_table(path: str | Path, instruments=None) -> pd.DataFrame:
-    """An exported long or wide table (CSV or Parquet), recognised by its columns and checked:
-    missing columns, non-numeric answers and (given the instruments) off-scale values are
-    errors naming the column and row."""
+def read_frame(path: str | Path) -> pd.DataFrame:
+    """Any CSV or Parquet table, read with errors that name the file (no column contract)."""
     path = Path(path)
     if not path.exists():
         raise VaarError(f"{path}: no such file")
@@ -113,6 +111,15 @@ def read_table(path: str | Path, instruments=None) -> pd.DataFrame:
         raise VaarError(f"{path}: cannot read table: {exc}") from None
     if frame.empty:
         raise VaarError(f"{path}: the table has no rows")
+    return frame
+
+
+def read_table(path: str | Path, instruments=None) -> pd.DataFrame:
+    """An exported long or wide table (CSV or Parquet), recognised by its columns and checked:
+    missing columns, non-numeric answers and (given the instruments) off-scale values are
+    errors naming the column and row."""
+    path = Path(path)
+    frame = read_frame(path)
     if {"instrument", "item", "value"} <= set(frame.columns):
         return _check_long(frame, path, instruments)
     return _check_wide(frame, path, instruments)

@@ -266,21 +266,9 @@ def load_job(job: Job):
 
 def read_any_table(path: Path) -> pd.DataFrame:
     """Any CSV/Parquet table, for a user's own model (no vaar column contract applies)."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix in {".parquet", ".pq"}:
-            frame = pd.read_parquet(path)
-        elif suffix in {".csv", ".txt"}:
-            frame = pd.read_csv(path)
-        else:
-            raise VaarError(f"{path}: unknown table format (use .csv or .parquet)")
-    except VaarError:
-        raise
-    except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
-        raise VaarError(f"{path}: cannot read table: {exc}") from None
-    if frame.empty:
-        raise VaarError(f"{path}: the table has no rows")
-    return frame
+    from vaar.data import read_frame
+
+    return read_frame(path)
 
 
 def analyze_user_model(job: Job, syntax: str, group: str, estimator: str, echo: Echo):
