@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from vaar import __version__
-from vaar.config import Study
+from vaar.config import AnalysisSpec, Study
 
 
 @dataclass
@@ -68,13 +68,15 @@ def analyze_tables(
     name: str | None = None,
     echo: Echo = print,
     timings: dict | None = None,
+    analysis: AnalysisSpec | None = None,
 ) -> StudyResult:
-    """Fit the vaar model to one study's answers and score alignment (no collection, no report)."""
+    """Fit the vaar model to one study's answers and score alignment (no collection, no report).
+    `analysis` overrides the study's analysis settings (or the defaults, for a bare table)."""
     from vaar.alignment import align, load_reference, profiles
     from vaar.data import score_items
     from vaar.sem import build_vaar_model, fit_ladder
 
-    analysis = study.analysis if study else Study.model_fields["analysis"].default
+    analysis = analysis or (study.analysis if study else AnalysisSpec())
     timings = {} if timings is None else timings
     with _stage("lavaan multi-group SEM", timings, echo):
         model = build_vaar_model(instruments, privacy=analysis.privacy_factors)
@@ -92,7 +94,13 @@ def analyze_tables(
     with _stage("VAAR and profiles", timings, echo):
         reference = load_reference(analysis.reference)
         alignment = align(
-            sem, model.paths, reference, level=analysis.vaar_level, alpha=analysis.alpha
+            sem,
+            model.paths,
+            reference,
+            level=analysis.vaar_level,
+            alpha=analysis.alpha,
+            bootstrap=analysis.bootstrap or None,
+            seed=study.seed if study else 0,
         )
         profile = profiles(long, wide, instruments)
     provenance = {

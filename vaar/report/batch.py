@@ -9,7 +9,6 @@ study fails on its own.
 
 from __future__ import annotations
 
-import inspect
 import json
 import sqlite3
 import time
@@ -316,19 +315,12 @@ def analyze_job(job: Job, *, estimator: str | None, user_model: tuple[str, str] 
     from vaar.pipeline import analyze_tables
 
     study, long, wide, instruments, collection = load_job(job)
-    extra = {}
-    if estimator and study is not None:
-        analysis = study.analysis.model_copy(update={"estimator": estimator})
-        study = study.model_copy(update={"analysis": analysis})
-    elif estimator:
+    analysis = None
+    if estimator:
         from vaar.config import AnalysisSpec
 
-        if "analysis" not in inspect.signature(analyze_tables).parameters:
-            raise VaarError(
-                f"{job.source}: --estimator needs a study file for data without one "
-                "(this vaar.pipeline cannot take analysis settings on their own)"
-            )
-        extra["analysis"] = AnalysisSpec(estimator=estimator)
+        base = study.analysis if study is not None else AnalysisSpec()
+        analysis = base.model_copy(update={"estimator": estimator})
     return analyze_tables(
         study,
         wide,
@@ -337,7 +329,7 @@ def analyze_job(job: Job, *, estimator: str | None, user_model: tuple[str, str] 
         collection=collection,
         name=job.name,
         echo=echo,
-        **extra,
+        analysis=analysis,
     )
 
 
