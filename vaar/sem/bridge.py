@@ -25,12 +25,22 @@ def _robjects():
     # One BLAS thread per R process: the ladder forks one R per level, and a threaded OpenBLAS
     # (if installed) would oversubscribe the cores and can hang after fork.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # Starting R puts R's library directories (incl. /usr/lib/x86_64-linux-gnu) on
+    # LD_LIBRARY_PATH; every process started afterwards (servers, spawned workers) would then
+    # load Debian's libpython instead of this interpreter's own and fail on `import ssl`. R is
+    # loaded by then, so the variable is put back as it was.
+    before = os.environ.get("LD_LIBRARY_PATH")
     try:
         import rpy2.robjects as ro
         from rpy2.robjects import pandas2ri
         from rpy2.robjects.conversion import localconverter
     except Exception as exc:  # rpy2 raises several kinds when R is missing or too new
         raise VaarError(f"cannot start R through rpy2 ({exc}); run scripts/setup.sh") from None
+    finally:
+        if before is None:
+            os.environ.pop("LD_LIBRARY_PATH", None)
+        else:
+            os.environ["LD_LIBRARY_PATH"] = before
     return ro, pandas2ri, localconverter
 
 
