@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from vaar.alignment import align, bootstrap_vaar, load_reference, refit_executor
-from vaar.alignment.executors import own_libpython_env
 from vaar.alignment.result import refit_spec
 from vaar.alignment.simulate import measure_coverage, short_instruments, simulate_wide
 from vaar.data import score_items
@@ -116,7 +115,7 @@ def test_dask_cluster_on_loopback_gives_the_same_draws(fitted, local_result):
 
     spec = refit_spec(fitted, PATHS, load_reference(), "configural")
     config = dask.config.set({"distributed.worker.daemon": False})  # workers start R children
-    with config, own_libpython_env():
+    with config:
         cluster = distributed.LocalCluster(
             n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
             dashboard_address=None,

@@ -5,19 +5,14 @@ owns its own R. Local workers are spawned processes (one R each). Dask runs task
 *threads*, so each Dask worker process hands its tasks to one spawned child that owns R;
 that needs non-daemonic Dask workers (DASK_DISTRIBUTED__WORKER__DAEMON=False).
 
-Once R runs in a process, rpy2 has prepended R's library dirs to LD_LIBRARY_PATH, which can
-make a spawned Python load the system's libpython instead of its own (seen here: Debian's
-3.11.2 under pyenv's 3.11.7, after which `import ssl` fails). Workers are therefore started
-under `own_libpython_env()`.
+(Starting R changes LD_LIBRARY_PATH; `vaar.sem.bridge` puts it back, so processes started
+after R load their own libpython.)
 """
 
 from __future__ import annotations
 
-import glob
 import multiprocessing
 import os
-import sys
-import sysconfig
 import threading
 import time
 from collections.abc import Iterator
@@ -28,24 +23,6 @@ from vaar.errors import VaarError
 
 _R_POOL: ProcessPoolExecutor | None = None
 _R_POOL_LOCK = threading.Lock()
-
-
-@contextmanager
-def own_libpython_env() -> Iterator[None]:
-    """While inside, LD_LIBRARY_PATH holds no directory with another build's libpython, so
-    processes started here load this interpreter's own (see module doc)."""
-    old = os.environ.get("LD_LIBRARY_PATH")
-    if not old:
-        yield
-        return
-    name = f"libpython{sys.version_info.major}.{sys.version_info.minor}*.so*"
-    own = sysconfig.get_config_var("LIBDIR")
-    keep = [d for d in old.split(":") if d == own or not glob.glob(os.path.join(d, name))]
-    os.environ["LD_LIBRARY_PATH"] = ":".join(keep)
-    try:
-        yield
-    finally:
-        os.environ["LD_LIBRARY_PATH"] = old
 
 
 def _die_with_parent() -> None:
@@ -69,9 +46,8 @@ def _spawn_pool(workers: int) -> ProcessPoolExecutor:
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_die_with_parent,
     )
-    with own_libpython_env():
-        for future in [pool.submit(os.getpid) for _ in range(workers)]:
-            future.result()
+    for future in [pool.submit(os.getpid) for _ in range(workers)]:
+        future.result()
     return pool
 
 
