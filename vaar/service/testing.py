@@ -60,6 +60,7 @@ class Server:
             except (urllib.error.URLError, ConnectionError):
                 pass
             time.sleep(0.1)
+        self.stop()  # a `with` block never reaches __exit__ when start fails: no orphan server
         raise TimeoutError(f"vaar serve not ready in {timeout} s: {self.log_tail()}")
 
     def health(self) -> dict:
