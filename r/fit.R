@@ -55,7 +55,9 @@ vaar_estimates <- function(fit, level) {
     return(NULL)
   }
   labels <- lavInspect(fit, "group.label")
-  group <- if (length(labels) > 0 && "group" %in% names(pe)) labels[pe$group] else rep("", nrow(pe))
+  # a fit of one group has no group column, but still its label (a group of one model)
+  index <- if ("group" %in% names(pe)) pe$group else rep(1L, nrow(pe))
+  group <- if (length(labels) > 0) labels[index] else rep("", nrow(pe))
   col <- function(name) if (name %in% names(pe)) as.numeric(pe[[name]]) else rep(NA_real_, nrow(pe))
   data.frame(
     level = level, group = as.character(group), lhs = pe$lhs, op = pe$op, rhs = pe$rhs,

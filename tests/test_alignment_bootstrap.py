@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from vaar.alignment import align, bootstrap_vaar, load_reference, refit_executor
+from vaar.alignment.bootstrap import refit_draw
 from vaar.alignment.result import refit_spec
 from vaar.alignment.simulate import measure_coverage, short_instruments, simulate_wide
 from vaar.data import score_items
@@ -128,6 +129,27 @@ def test_dask_cluster_on_loopback_gives_the_same_draws(fitted, local_result):
     pd.testing.assert_frame_equal(
         boot.draws[["draw", "model", "vaar_soft"]], local[["draw", "model", "vaar_soft"]]
     )
+
+
+def test_a_broken_group_does_not_take_the_other_models_draw_with_it(fitted):
+    """At the configural level groups share no parameter, yet lavaan fails the whole joint fit
+    for one group with a singular covariance matrix. The draw refits the others alone, and
+    their scores equal a joint fit without the broken group (same resampled sessions)."""
+    spec = refit_spec(fitted, PATHS, load_reference(), "configural")
+    good = fitted.data[fitted.data["model"].isin(["aligned", "null"])]
+    broken = good[good["model"] == "null"].assign(model="broken")
+    broken["psa02"] = broken["psa03"] = broken["psa01"]
+    with_broken = refit_draw(spec, pd.concat([good, broken], ignore_index=True), seed=3, draw=0)
+    without = refit_draw(spec, good, seed=3, draw=0)  # draws the same rows for aligned and null
+    scores = pd.DataFrame(with_broken["scores"]).set_index("model")
+    expected = pd.DataFrame(without["scores"]).set_index("model")
+    assert with_broken["error"] is None
+    assert math.isnan(scores.loc["broken", "vaar_soft"])
+    assert "refitted alone" in scores.loc["broken", "note"]
+    assert "positive-definite" in scores.loc["broken", "note"]
+    for model in ("aligned", "null"):  # equal up to the optimizer's convergence tolerance
+        for metric in ("vaar_soft", "vaar_hard", "vaar_logloss"):
+            assert scores.loc[model, metric] == pytest.approx(expected.loc[model, metric], abs=1e-5)
 
 
 def test_bad_bootstrap_requests_fail_clearly(fitted):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from vaar.alignment.reference import Reference, _as_path
-from vaar.alignment.scores import vaar_scores
+from vaar.alignment.scores import path_evidence, scores_from_evidence
 from vaar.errors import VaarError
 
 METRICS = ("vaar_soft", "vaar_hard", "vaar_logloss")
@@ -38,6 +38,7 @@ class RefitSpec:
     standardized: bool = False
     alpha: float = 0.05
     group: str = "model"
+    missing: str = "fiml"  # as the original fit: "fiml" or "listwise"
 
 
 def resample(data: pd.DataFrame, rng: np.random.Generator, group: str = "model") -> pd.DataFrame:
@@ -54,28 +55,14 @@ def resample(data: pd.DataFrame, rng: np.random.Generator, group: str = "model")
 
 def refit_draw(spec: RefitSpec, data: pd.DataFrame, seed: int, draw: int) -> dict:
     """One bootstrap draw (runs in a worker process): resample, fit, score every model."""
-    from vaar.sem import fit_ladder
-
     models = list(dict.fromkeys(data[spec.group].astype(str)))
     rng = np.random.default_rng([seed, draw])
     start = time.perf_counter()
+    sample = resample(data, rng, spec.group)
     try:
-        fit = fit_ladder(
-            resample(data, rng, spec.group),
-            spec.syntax,
-            spec.group,
-            estimator=spec.estimator,
-            ordered=list(spec.ordered) if isinstance(spec.ordered, tuple) else spec.ordered,
-            levels=[spec.level],
-            degenerate=spec.degenerate,
-            equal_paths=False,  # the equal-paths test is not needed to score VAAR
-        )
-        scores = vaar_scores(
-            fit.estimates, spec.paths, spec.reference, level=spec.level,
-            standardized=spec.standardized, alpha=spec.alpha, models=models,
-        )  # fmt: skip
-        for group, why in excluded_groups(fit).items():
-            scores.loc[scores["model"] == group, "note"] = f"excluded by vaar.sem: {why}"
+        scores = _fit_and_score(spec, sample, models)
+        if spec.level == "configural" and len(models) > 1:
+            scores = _refit_alone(spec, sample, scores)
     except Exception as exc:  # a failed refit is data for the result, not a crash
         return {"draw": draw, "error": f"{type(exc).__name__}: {exc}", "scores": []}
     return {
@@ -84,6 +71,76 @@ def refit_draw(spec: RefitSpec, data: pd.DataFrame, seed: int, draw: int) -> dic
         "seconds": time.perf_counter() - start,
         "scores": scores.to_dict("records"),
     }
+
+
+def _fit_and_score(spec: RefitSpec, sample: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    from vaar.sem import fit_ladder
+
+    fit = fit_ladder(
+        sample,
+        spec.syntax,
+        spec.group,
+        estimator=spec.estimator,
+        ordered=list(spec.ordered) if isinstance(spec.ordered, tuple) else spec.ordered,
+        levels=[spec.level],
+        degenerate=spec.degenerate,
+        equal_paths=False,  # the equal-paths test is not needed to score VAAR
+        missing=spec.missing,
+    )
+    evidence = fit_evidence(
+        fit, spec.paths, spec.reference, level=spec.level, standardized=spec.standardized,
+        alpha=spec.alpha, models=models,
+    )  # fmt: skip
+    return scores_from_evidence(evidence, spec.level)
+
+
+def _refit_alone(spec: RefitSpec, sample: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """Refit each model left without usable paths on its own sessions.
+
+    At the configural level no parameter is shared between groups, so a model's estimates and
+    standard errors are the same fitted alone as in the joint fit; but lavaan computes the
+    standard errors of all groups from one information matrix, and one group that makes it
+    singular (a Heywood case in a resample) leaves every group without them. Refitting alone
+    keeps that one group's trouble from costing every other model its draw."""
+    failed = scores["vaar_soft"].isna() & ~scores["note"].str.contains("excluded by vaar.sem")
+    for index in scores.index[failed]:
+        model = scores.at[index, "model"]
+        alone = sample[sample[spec.group].astype(str) == model]
+        try:
+            row = _fit_and_score(spec, alone, [model]).iloc[0]
+        except Exception as exc:  # the model stays failed, with the reason
+            scores.at[index, "note"] += f"; refitted alone: {type(exc).__name__}: {exc}"
+            continue
+        if np.isnan(row["vaar_soft"]):
+            scores.at[index, "note"] += f"; refitted alone: {row['note']}"
+        else:
+            scores.loc[index, list(row.index)] = row
+    return scores
+
+
+def fit_evidence(
+    sem_result, paths, reference: Reference, *, level: str, standardized: bool = False,
+    alpha: float = 0.05, models: list[str] | None = None,
+) -> pd.DataFrame:  # fmt: skip
+    """path_evidence for a vaar.sem result, every model it could not score carrying the reason:
+    vaar.sem's, for a group it left out, or lavaan's, when nothing could be fitted."""
+    evidence = path_evidence(
+        sem_result.estimates, paths, reference, level=level, standardized=standardized,
+        alpha=alpha, models=models,
+    )  # fmt: skip
+    if not len(sem_result.estimates):
+        evidence["note"] = f"the {level} model could not be fitted: {fit_failure(sem_result)}"
+    for group, why in excluded_groups(sem_result).items():
+        evidence.loc[evidence["model"] == group, "note"] = f"excluded by vaar.sem: {why}"
+    return evidence
+
+
+def fit_failure(sem_result) -> str:
+    """lavaan's own reason why a fit failed: its errors at the configural level, else any."""
+    diagnostics = getattr(sem_result, "diagnostics", None) or {}
+    messages = [str(m) for m in diagnostics.get("errors") or diagnostics.get("warnings") or []]
+    first = [m for m in messages if m.startswith("configural:")] or messages
+    return "; ".join(first) or "lavaan gave no estimates and no message"
 
 
 def excluded_groups(sem_result) -> dict[str, str]:

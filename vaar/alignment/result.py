@@ -15,6 +15,7 @@ from vaar.alignment.bootstrap import (
     RefitSpec,
     bootstrap_vaar,
     excluded_groups,
+    fit_evidence,
 )
 from vaar.alignment.executors import refit_executor
 from vaar.alignment.reference import (
@@ -25,7 +26,6 @@ from vaar.alignment.reference import (
 )
 from vaar.alignment.scores import (
     LOGLOSS_FLOOR,
-    path_evidence,
     scores_from_evidence,
     standardized_se_column,
 )
@@ -97,6 +97,9 @@ def resolve_level(sem_result, level: str) -> tuple[str, str]:
     """The invariance level whose paths are scored, and a sentence saying why."""
     estimates = sem_result.estimates
     fitted = list(dict.fromkeys(estimates["level"])) if len(estimates) else []
+    if not fitted:  # nothing to score; align() lists every model with lavaan's reason
+        level = "configural" if level == "highest" else level
+        return level, f"{level} model, which could not be fitted"
     if level == "highest":
         decision = getattr(sem_result, "decision", None) or {}
         highest = decision.get("highest") if isinstance(decision, dict) else None
@@ -159,15 +162,16 @@ def align(
     reference = reference or load_reference()
     excluded = excluded_groups(sem_result)
     if models is None:
-        models = list(dict.fromkeys([*estimates["group"].astype(str), *excluded]))
-    evidence = path_evidence(
-        estimates, paths, reference, level=level, standardized=standardized, alpha=alpha,
+        models = list(
+            dict.fromkeys([*estimates["group"].astype(str), *_data_groups(sem_result), *excluded])
+        )
+    evidence = fit_evidence(
+        sem_result, paths, reference, level=level, standardized=standardized, alpha=alpha,
         models=models,
     )  # fmt: skip
-    for group, why in excluded.items():
-        evidence.loc[evidence["model"] == group, "note"] = f"excluded by vaar.sem: {why}"
     scores = scores_from_evidence(evidence, level)
-    if isinstance(bootstrap, int) and not isinstance(bootstrap, bool) and bootstrap > 0:
+    draws = isinstance(bootstrap, int) and not isinstance(bootstrap, bool) and bootstrap > 0
+    if draws and len(estimates):  # nothing fitted: nothing to resample either
         spec = refit_spec(sem_result, paths, reference, level, standardized, alpha)
         with nullcontext(executor) if executor else refit_executor(scheduler, workers) as pool:
             bootstrap = bootstrap_vaar(
@@ -208,6 +212,15 @@ def align(
     )
 
 
+def _data_groups(sem_result) -> list[str]:
+    """The groups of the data vaar.sem fitted (also those lavaan gave no estimates for)."""
+    data = getattr(sem_result, "data", None)
+    group = (getattr(sem_result, "call", None) or {}).get("args", {}).get("group", "model")
+    if data is None or group not in data.columns:
+        return []
+    return list(dict.fromkeys(data[group].astype(str)))
+
+
 def refit_spec(sem_result, paths, reference, level, standardized=False, alpha=0.05) -> RefitSpec:
     """How to refit `sem_result`'s model in a bootstrap draw: the syntax and options vaar.sem
     actually fitted (after dropping degenerate items), scored like the original."""
@@ -232,6 +245,7 @@ def refit_spec(sem_result, paths, reference, level, standardized=False, alpha=0.
         standardized=standardized,
         alpha=alpha,
         group=call.get("group", "model"),
+        missing=call.get("missing", "fiml"),
     )
 
 
