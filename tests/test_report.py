@@ -183,3 +183,29 @@ def test_document_rejects_what_breaks_the_schema(analysed):
 
     with pytest.raises(VaarError, match=r"alignment/scores/0/vaar_soft: 1.5 is greater"):
         validate_estimates(doc)
+
+
+def test_a_study_nothing_could_be_fitted_for_still_gets_a_report(tmp_path):
+    """Collinear items in every model make lavaan refuse the configural fit: the report is
+    written anyway and lists every model as not estimable with lavaan's own reason."""
+    from vaar.config import load_study
+    from vaar.pipeline import analyze_tables, study_instruments
+
+    paths = write_instruments(tmp_path / "instruments")
+    models = dict(list(PLANTED.items())[:2])
+    study_file = tmp_path / "study.toml"
+    study_file.write_text(study_toml("unfittable", paths, models=models), encoding="utf-8")
+    study = load_study(study_file)
+    instruments = study_instruments(study)
+    long, wide = simulated_tables(instruments, models=models, hostile=0)
+    wide["tpc2"] = wide["tpc3"] = wide["tpc1"]  # the covariance matrix is singular
+    result = analyze_tables(study, wide, instruments, long=long, echo=lambda _: None)
+    out = write_report(tmp_path / "report", result)
+    document = json.loads((out.parent / "estimates.json").read_text(encoding="utf-8"))
+    listed = {row["model"]: row["reason"] for row in document["alignment"]["not_estimable"]}
+    assert set(listed) == set(models)
+    for reason in listed.values():
+        assert "configural model could not be fitted" in reason
+        assert "positive-definite" in reason  # lavaan's message, passed on
+    html = out.read_text(encoding="utf-8")
+    assert "could not be fitted" in html

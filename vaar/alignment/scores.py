@@ -120,6 +120,8 @@ def scores_from_evidence(evidence: pd.DataFrame, level: str) -> pd.DataFrame:
         bad = paths[paths["evidence"].isna()]
         if len(bad):
             reasons = "; ".join(f"{r.lhs} ~ {r.rhs}: {r.note}" for r in bad.itertuples())
+            if len(bad) == len(paths) and bad["note"].nunique() == 1:
+                reasons = bad["note"].iloc[0]  # one reason for every path: say it once
             row.update(vaar_soft=math.nan, vaar_hard=math.nan, vaar_logloss=math.nan)
             row["note"] = f"not estimable ({reasons})"
         else:

@@ -229,7 +229,14 @@ def view(doc: dict) -> dict:
             alignment["scores"],
             key=lambda r: -r["vaar_soft"] if r.get("vaar_soft") is not None else math.inf,
         )
-        scores = [dict(r, rank=i + 1, vaar_soft_ci=_ci(r, lo, hi)) for i, r in enumerate(ranked)]
+        scores = [
+            dict(
+                r,
+                rank=i + 1 if r.get("vaar_soft") is not None else None,
+                vaar_soft_ci=_ci(r, lo, hi),
+            )
+            for i, r in enumerate(ranked)
+        ]  # unscored models are listed last, without a rank
         evidence = [dict(r, path=f"{r['lhs']} ~ {r['rhs']}") for r in alignment["path_evidence"]]
     profile_rows, scales = profile_series(doc)
     fits = doc["invariance"]["fits"]
