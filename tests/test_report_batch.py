@@ -109,3 +109,12 @@ def test_analyze_cli_rejects_empty_model_file(tmp_path):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert "the file is empty" in result.output
+
+
+def test_analyze_cli_says_own_models_get_no_vaar_options(tmp_path):
+    table = _touch(tmp_path / "d.csv", "model,session\n")
+    lav = _touch(tmp_path / "m.lav", "f =~ a + b + c\n")
+    args = ["analyze", str(table), "--model", str(lav), "--group", "model", "--bootstrap", "5"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "only --estimator applies" in result.output

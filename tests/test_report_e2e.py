@@ -142,3 +142,36 @@ def test_user_model_on_a_plain_table(tmp_path):
     )
     assert missing.exit_code == 1
     assert "no group column 'nope'" in missing.output
+
+
+def test_human_group_level_and_bootstrap_from_the_command_line(tmp_path):
+    """`--human-group humans --bootstrap 3`: the humans in the data set the reference (planted
+    here with the *opposite* of the built-in signs, so the scores show whose signs were used),
+    are reported beside the models and not scored; the VAAR intervals come from 3 refits."""
+    humans = {"humans": (0.6, -0.6), "sim-aligned": (-0.6, 0.6), "sim-reversed": (0.6, -0.6)}
+    paths = write_instruments(tmp_path / "instruments")
+    study = load_study(_study(tmp_path / "mixed", "mixed", paths))
+    long, _ = simulated_tables(study_instruments(study), models=humans, sessions=80, hostile=0)
+    long.to_csv(tmp_path / "mixed" / "answers.csv", index=False)
+    out = tmp_path / "out"
+    args = ["analyze", str(tmp_path / "mixed"), "--out", str(out), "--human-group", "humans"]
+    result = CliRunner().invoke(main, [*args, "--bootstrap", "3", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "[vaar] bootstrap: 3/3 draws refitted" in result.output
+    doc = json.loads((out / "mixed" / "estimates.json").read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(load_schema()).validate(doc)
+    alignment = doc["alignment"]
+    assert alignment["reference_source"] == "group:humans"
+    soft = {r["model"]: r for r in alignment["scores"]}
+    assert set(soft) == {"sim-aligned", "sim-reversed"}  # the humans are not scored
+    assert soft["sim-reversed"]["vaar_soft"] > 0.9 > 0.1 > soft["sim-aligned"]["vaar_soft"]
+    assert all(r["draws_ok"] + r["draws_failed"] == 3 for r in soft.values())
+    assert alignment["bootstrap"]["requested"] == 3
+    human = alignment["human_paths"]
+    assert {r["group"] for r in human} == {"humans"} and len(human) == 2
+    html = (out / "mixed" / "index.html").read_text(encoding="utf-8")
+    assert "Human group humans: structural paths" in html
+
+    wrong = CliRunner().invoke(main, [*args[:-1], "nobody"])
+    assert wrong.exit_code == 1
+    assert "human group 'nobody' has no path estimates" in wrong.output

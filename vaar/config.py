@@ -93,7 +93,17 @@ class AnalysisSpec(Strict):
     vaar_level: Literal["configural", "highest"] = "configural"
     alpha: float = Field(0.05, gt=0, lt=1)
     reference: str | None = Field(None, description="human reference file (default: built in)")
+    human_group: str | None = Field(
+        None, description="a group of human respondents in the data: its path signs become the "
+        "reference, its estimates are reported beside the models', it is not scored"
+    )  # fmt: skip
     bootstrap: int = Field(0, ge=0, description="bootstrap draws for VAAR CIs (0 = off)")
+    scheduler: str | None = Field(
+        None, description="Dask scheduler address for the bootstrap refits (default: local)"
+    )
+    workers: int | None = Field(
+        None, ge=1, description="local worker processes for the bootstrap (default: one per core)"
+    )
 
 
 class Study(Strict):

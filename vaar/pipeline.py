@@ -53,6 +53,16 @@ def _stage(name: str, timings: dict, echo: Echo):
     echo(f"[vaar] {name} done in {timings[name]:.1f} s")
 
 
+def _draw_progress(echo: Echo, every: int = 10):
+    """Bootstrap progress for the log: a line every `every` draws and at the end."""
+
+    def report(done: int, total: int) -> None:
+        if done % every == 0 or done == total:
+            echo(f"[vaar] bootstrap: {done}/{total} draws refitted")
+
+    return report
+
+
 def data_hash(wide: pd.DataFrame) -> str:
     """sha256 of the analysed wide table as CSV: the same bytes the reproduction bundle holds."""
     return hashlib.sha256(wide.to_csv(index=False).encode()).hexdigest()
@@ -99,8 +109,12 @@ def analyze_tables(
             reference,
             level=analysis.vaar_level,
             alpha=analysis.alpha,
+            human_group=analysis.human_group,
             bootstrap=analysis.bootstrap or None,
+            scheduler=analysis.scheduler,
+            workers=analysis.workers,
             seed=study.seed if study else 0,
+            progress=_draw_progress(echo) if analysis.bootstrap else None,
         )
         profile = profiles(long, wide, instruments)
     provenance = {

@@ -307,20 +307,23 @@ def analyze_user_model(job: Job, syntax: str, group: str, estimator: str, echo: 
     )
 
 
-def analyze_job(job: Job, *, estimator: str | None, user_model: tuple[str, str] | None, echo):
-    """Load one study and run the lead's pipeline on it (or the user's own model)."""
+def analyze_job(
+    job: Job, *, overrides: dict | None = None, user_model: tuple[str, str] | None = None, echo
+):
+    """Load one study and run the pipeline on it (or the user's own model). `overrides` are
+    AnalysisSpec fields set on the command line; they win over the study's own settings."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if user_model is not None:
         syntax, group = user_model
-        return analyze_user_model(job, syntax, group, estimator or "MLR", echo)
+        return analyze_user_model(job, syntax, group, overrides.get("estimator", "MLR"), echo)
+    from vaar.config import AnalysisSpec
     from vaar.pipeline import analyze_tables
 
     study, long, wide, instruments, collection = load_job(job)
     analysis = None
-    if estimator:
-        from vaar.config import AnalysisSpec
-
+    if overrides:
         base = study.analysis if study is not None else AnalysisSpec()
-        analysis = base.model_copy(update={"estimator": estimator})
+        analysis = AnalysisSpec.model_validate({**base.model_dump(), **overrides})
     return analyze_tables(
         study,
         wide,
@@ -340,7 +343,7 @@ def run_jobs(
     jobs: list[Job],
     out_root: Path,
     *,
-    estimator: str | None = None,
+    overrides: dict | None = None,
     user_model: tuple[str, str] | None = None,
     echo: Echo = print,
 ) -> list[Outcome]:
@@ -353,7 +356,7 @@ def run_jobs(
         start = time.perf_counter()
         outcome = Outcome(job.name, job.source)
         try:
-            result = analyze_job(job, estimator=estimator, user_model=user_model, echo=echo)
+            result = analyze_job(job, overrides=overrides, user_model=user_model, echo=echo)
             outcome.report = write_report(out_root / job.name, result)
             outcome.summary = _index_summary(outcome.report.parent / "estimates.json")
         except VaarError as exc:

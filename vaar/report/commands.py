@@ -44,8 +44,42 @@ def _read_model(path: str) -> str:
     type=click.Choice(["MLR", "ML", "WLSMV"]),
     help="Override the study's estimator (default: the study's, else MLR).",
 )
+@click.option(
+    "--human-group",
+    metavar="NAME",
+    help="A group of human respondents in the data: its own path signs become the reference "
+    "(instead of the built-in human reference), its estimates are shown beside the models'.",
+)
+@click.option(
+    "--level",
+    "vaar_level",
+    type=click.Choice(["configural", "highest"]),
+    help="Invariance level VAAR scores: configural, or the highest the ladder supports "
+    "(default: the study's, else configural).",
+)
+@click.option(
+    "--bootstrap",
+    type=click.IntRange(min=0),
+    metavar="DRAWS",
+    help="Bootstrap draws for VAAR intervals (sessions resampled within model, model refitted; "
+    "default: the study's, else 0 = none). 200 draws is a reasonable start.",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Run the bootstrap refits on this Dask scheduler (tcp://host:8786) "
+    "instead of local worker processes.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Local worker processes (one R each) for the bootstrap (default: one per core).",
+)
 @click.option("--title", default="vaar reports", show_default=True, help="Batch index title.")
-def analyze(inputs, out_root, model_file, group, estimator, title):
+def analyze(
+    inputs, out_root, model_file, group, estimator, human_group, vaar_level, bootstrap,
+    scheduler, workers, title,
+):  # fmt: skip
     """Analyse collected answers and write reports, without collecting anything.
 
     Each INPUT is a collection store (.sqlite), an exported long or wide table (.csv or
@@ -60,6 +94,7 @@ def analyze(inputs, out_root, model_file, group, estimator, title):
       vaar analyze reports/demo/collection.sqlite
       vaar analyze studies/            # every study folder inside
       vaar analyze answers.csv --model my.lav --group llm
+      vaar analyze answers.csv --human-group humans --bootstrap 200
     """
     from vaar.report.batch import find_jobs, run_jobs, write_index
 
@@ -68,7 +103,13 @@ def analyze(inputs, out_root, model_file, group, estimator, title):
     user_model = (_read_model(model_file), group) if model_file else None
     jobs = find_jobs(list(inputs))
     click.echo(f"[vaar] {len(jobs)} stud{'y' if len(jobs) == 1 else 'ies'} to analyse")
-    outcomes = run_jobs(jobs, out_root, estimator=estimator, user_model=user_model, echo=click.echo)
+    overrides = {
+        "estimator": estimator, "human_group": human_group, "vaar_level": vaar_level,
+        "bootstrap": bootstrap, "scheduler": scheduler, "workers": workers,
+    }  # fmt: skip
+    if user_model and any(v is not None for k, v in overrides.items() if k != "estimator"):
+        raise VaarError("--model fits your own model without VAAR: only --estimator applies")
+    outcomes = run_jobs(jobs, out_root, overrides=overrides, user_model=user_model, echo=click.echo)
     if len(outcomes) > 1:
         index = write_index(out_root, outcomes, title)
         click.echo(f"[vaar] index: {index}")

@@ -218,11 +218,9 @@ def view(doc: dict) -> dict:
     study = doc["study"]
     models = study["models"]
     level = structural_level(doc)
-    structural = [dict(r, path=f"{r['lhs']} ~ {r['rhs']}") for r in doc["structural"]]
-    structural = [dict(r, ci=_ci(r, "ci_lower", "ci_upper")) for r in structural]
-    shown = [r for r in structural if r["level"] == level]
+    shown = [r for r in _paths(doc["structural"]) if r["level"] == level]
     alignment = doc["alignment"]
-    scores, evidence, lo, hi = [], [], "", ""
+    scores, evidence, human, lo, hi = [], [], [], "", ""
     if alignment:
         lo, hi = _vaar_ci_keys(alignment["scores"])
         ranked = sorted(
@@ -238,6 +236,7 @@ def view(doc: dict) -> dict:
             for i, r in enumerate(ranked)
         ]  # unscored models are listed last, without a rank
         evidence = [dict(r, path=f"{r['lhs']} ~ {r['rhs']}") for r in alignment["path_evidence"]]
+        human = _paths(alignment["human_paths"])
     profile_rows, scales = profile_series(doc)
     fits = doc["invariance"]["fits"]
     profile_table = doc["profiles"]["table"]
@@ -258,6 +257,7 @@ def view(doc: dict) -> dict:
         "scores": scores,
         "evidence_columns": EVIDENCE_COLUMNS,
         "evidence": evidence,
+        "human_paths": human,
         "columns_of": columns_of,
         "profile_columns": PROFILE_COLUMNS,
         "collection_columns": _present(COLLECTION_COLUMNS, doc["collection"]["models"]),
@@ -308,6 +308,13 @@ def profile_series(doc: dict) -> tuple[list[dict], list[tuple]]:
         if i["id"] in present
     ]
     return rows, scales
+
+
+def _paths(rows: list[dict]) -> list[dict]:
+    """Structural estimate rows with a readable path and a formatted 95% CI."""
+    return [
+        dict(r, path=f"{r['lhs']} ~ {r['rhs']}", ci=_ci(r, "ci_lower", "ci_upper")) for r in rows
+    ]
 
 
 def columns_of(rows: list[dict]) -> list[tuple[str, str]]:
