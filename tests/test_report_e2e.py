@@ -145,7 +145,7 @@ def test_user_model_on_a_plain_table(tmp_path):
 
 
 def test_human_group_level_and_bootstrap_from_the_command_line(tmp_path):
-    """`--human-group humans --bootstrap 3`: the humans in the data set the reference (planted
+    """`--human-group humans --bootstrap 3 --standardized`: the humans in the data set the reference (planted
     here with the *opposite* of the built-in signs, so the scores show whose signs were used),
     are reported beside the models and not scored; the VAAR intervals come from 3 refits."""
     humans = {"humans": (0.6, -0.6), "sim-aligned": (-0.6, 0.6), "sim-reversed": (0.6, -0.6)}
@@ -155,13 +155,15 @@ def test_human_group_level_and_bootstrap_from_the_command_line(tmp_path):
     long.to_csv(tmp_path / "mixed" / "answers.csv", index=False)
     out = tmp_path / "out"
     args = ["analyze", str(tmp_path / "mixed"), "--out", str(out), "--human-group", "humans"]
-    result = CliRunner().invoke(main, [*args, "--bootstrap", "3", "--workers", "1"])
+    options = ["--bootstrap", "3", "--workers", "1", "--standardized", "--level", "configural"]
+    result = CliRunner().invoke(main, [*args, *options])
     assert result.exit_code == 0, result.output
     assert "[vaar] bootstrap: 3/3 draws refitted" in result.output
     doc = json.loads((out / "mixed" / "estimates.json").read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator(load_schema()).validate(doc)
     alignment = doc["alignment"]
     assert alignment["reference_source"] == "group:humans"
+    assert alignment["scale"] == "standardized" and alignment["level"] == "configural"
     soft = {r["model"]: r for r in alignment["scores"]}
     assert set(soft) == {"sim-aligned", "sim-reversed"}  # the humans are not scored
     assert soft["sim-reversed"]["vaar_soft"] > 0.9 > 0.1 > soft["sim-aligned"]["vaar_soft"]

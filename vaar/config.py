@@ -91,6 +91,11 @@ class AnalysisSpec(Strict):
         "fiml", description="continuous data: FIML, or complete sessions only (much faster)"
     )
     vaar_level: Literal["configural", "highest"] = "configural"
+    standardized: bool = Field(
+        False,
+        description="report VAAR on std.all paths (sign evidence "
+        "still from est / se: lavaan's std.all SEs cost a refit's time)",
+    )
     alpha: float = Field(0.05, gt=0, lt=1)
     reference: str | None = Field(None, description="human reference file (default: built in)")
     human_group: str | None = Field(

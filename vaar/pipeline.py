@@ -108,6 +108,7 @@ def analyze_tables(
             model.paths,
             reference,
             level=analysis.vaar_level,
+            standardized=analysis.standardized,
             alpha=analysis.alpha,
             human_group=analysis.human_group,
             bootstrap=analysis.bootstrap or None,

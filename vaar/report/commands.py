@@ -58,6 +58,12 @@ def _read_model(path: str) -> str:
     "(default: the study's, else configural).",
 )
 @click.option(
+    "--standardized/--unstandardized",
+    default=None,
+    help="Report VAAR's path estimates as std.all (the sign evidence stays est / se) "
+    "(default: the study's, else unstandardized).",
+)
+@click.option(
     "--bootstrap",
     type=click.IntRange(min=0),
     metavar="DRAWS",
@@ -77,8 +83,8 @@ def _read_model(path: str) -> str:
 )
 @click.option("--title", default="vaar reports", show_default=True, help="Batch index title.")
 def analyze(
-    inputs, out_root, model_file, group, estimator, human_group, vaar_level, bootstrap,
-    scheduler, workers, title,
+    inputs, out_root, model_file, group, estimator, human_group, vaar_level, standardized,
+    bootstrap, scheduler, workers, title,
 ):  # fmt: skip
     """Analyse collected answers and write reports, without collecting anything.
 
@@ -105,7 +111,8 @@ def analyze(
     click.echo(f"[vaar] {len(jobs)} stud{'y' if len(jobs) == 1 else 'ies'} to analyse")
     overrides = {
         "estimator": estimator, "human_group": human_group, "vaar_level": vaar_level,
-        "bootstrap": bootstrap, "scheduler": scheduler, "workers": workers,
+        "standardized": standardized, "bootstrap": bootstrap, "scheduler": scheduler,
+        "workers": workers,
     }  # fmt: skip
     if user_model and any(v is not None for k, v in overrides.items() if k != "estimator"):
         raise VaarError("--model fits your own model without VAAR: only --estimator applies")
