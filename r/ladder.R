@@ -294,7 +294,9 @@ vaar_fit_ladder <- function(data, syntax, group, estimator = "MLR", ordered = ch
     cmp <- vaar_compare(top, eq, "lrt", thresholds)
     equal_paths_row <- as.data.frame(cmp[c("from", "to", "chisq_diff", "df_diff", "lrt_pvalue",
                                            "lrt_method", "d_cfi", "d_rmsea", "d_srmr")])
-    equal_paths_row$paths_equal <- isTRUE(cmp$lrt_pvalue >= thresholds$alpha)
+    verdict <- vaar_paths_equal(cmp$lrt_pvalue, thresholds$alpha)
+    equal_paths_row$paths_equal <- verdict$paths_equal
+    equal_paths_row$verdict <- verdict$verdict
   }
 
   boot <- NULL
@@ -333,4 +335,15 @@ vaar_fit_ladder <- function(data, syntax, group, estimator = "MLR", ordered = ch
     versions = c(R = R.version.string, lavaan = as.character(packageVersion("lavaan")),
                  semTools = as.character(packageVersion("semTools")))
   )
+}
+
+# The equal-paths LRT's verdict: equal when p >= alpha; undecided (NA) when the LRT gave no
+# p-value (a failed fit, or a scaled difference lavaan could not compute), never "differ".
+vaar_paths_equal <- function(pvalue, alpha) {
+  if (length(pvalue) != 1 || is.na(pvalue)) {
+    return(list(paths_equal = NA, verdict = "undecided: the LRT gave no p-value"))
+  }
+  equal <- pvalue >= alpha
+  list(paths_equal = equal,
+       verdict = if (equal) "equal across models" else "differ between models")
 }

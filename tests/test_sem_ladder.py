@@ -128,6 +128,9 @@ def test_decision_and_outputs(hs_result):
     assert set(paths["level"]) == {"metric"} and len(paths) == 4
     assert len(r.paths("configural")) == 4
     assert r.equal_paths["from"] == "metric" and r.equal_paths["df_diff"] == 2
+    assert r.equal_paths["verdict"] == (
+        "equal across models" if r.equal_paths["paths_equal"] else "differ between models"
+    )
     assert r.versions["lavaan"].startswith("0.6")
     assert "lavaan" in r.lavaan_output["configural"]
     doc = r.to_dict()
@@ -400,3 +403,14 @@ def test_post_fit_problems_are_flagged_not_raised(hs):
     flags = result.diagnostics["flags"]
     detail = "most loadings of visual are negative in group Grant-White"
     assert {"level": "configural", "flag": "factor_sign_reversed", "detail": detail} in flags
+
+
+def test_equal_paths_without_a_p_value_is_undecided():
+    """No LRT p-value must not read as 'paths differ' (it did before: isTRUE(NA >= alpha))."""
+    from vaar.sem import bridge
+
+    undecided = bridge.call("vaar_paths_equal", float("nan"), 0.05)
+    assert undecided == {"paths_equal": None, "verdict": "undecided: the LRT gave no p-value"}
+    assert bridge.call("vaar_paths_equal", 0.2, 0.05)["verdict"] == "equal across models"
+    assert bridge.call("vaar_paths_equal", 0.01, 0.05)["paths_equal"] is False
+
