@@ -100,6 +100,19 @@ def test_split_half_is_seeded(tables):
     pd.testing.assert_series_equal(a, b)
 
 
+def test_unanswered_items_and_sessions_give_nan_without_warnings(tables, recwarn):
+    """A model that never answered one instrument (and sessions with no answer at all) get NaN
+    scores and reasons, not numpy's 'Mean of empty slice' warnings."""
+    long, wide = tables
+    wide = wide.copy()
+    aods = [item.id for item in INSTRUMENTS[2].items]
+    wide.loc[wide["model"] == "reversed", aods] = np.nan
+    table = profiles(long, wide, INSTRUMENTS, splits=3).table
+    silent = table.query("model == 'reversed' and instrument == 'aods' and factor == '*'")
+    assert silent["mean"].isna().all() and (silent["n_sessions"] == 0).all()
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 def test_reliability_edge_cases():
     assert math.isnan(cronbach_alpha(np.ones((10, 3))))
     omega, note = mcdonald_omega(np.column_stack([np.arange(10.0)] * 2))

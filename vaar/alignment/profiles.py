@@ -124,8 +124,7 @@ def _unit_row(model, data: pd.DataFrame, long, unit: _Unit, halves) -> dict:
     raw = data[unit.items].to_numpy(float)
     scored = unit.scored(raw)
     answered = ~np.isnan(raw).all(axis=1)
-    with np.errstate(all="ignore"):
-        session_scores = np.nanmean(scored[answered], axis=1)
+    session_scores = _row_means(scored[answered])
     lo, hi = unit.instrument.scale_min, unit.instrument.scale_max
     valid = raw[~np.isnan(raw)]
     omega, note = mcdonald_omega(scored)
@@ -164,11 +163,23 @@ def _straightlining(raw: np.ndarray) -> float:
     return _mean(flags)
 
 
+def _row_means(values: np.ndarray) -> np.ndarray:
+    """Mean of each row over its answered cells; NaN for a row with none (no warning)."""
+    answered = (~np.isnan(values)).sum(axis=1)
+    sums = np.nansum(values, axis=1)
+    return np.where(answered > 0, sums / np.maximum(answered, 1), np.nan)
+
+
+def _nan_mean(values: np.ndarray) -> float:
+    """Mean over the non-missing values; NaN when there are none (no warning)."""
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else math.nan
+
+
 def _split_half_diff(scored: np.ndarray, halves) -> float:
     """Mean |score(half A) - score(half B)| over the random splits, in scale points."""
     diffs = []
-    with np.errstate(all="ignore"):
-        session_scores = np.nanmean(scored, axis=1)
+    session_scores = _row_means(scored)
     for order in halves:
         half = len(order) // 2
         a, b = session_scores[order[:half]], session_scores[order[half:]]
@@ -227,7 +238,7 @@ def _stability(wide: pd.DataFrame, units: list[_Unit], halves) -> pd.DataFrame:
             ok = ~(np.isnan(pa) | np.isnan(pb))
             if ok.sum() >= 3 and pa[ok].std() > 0 and pb[ok].std() > 0:
                 rs.append(np.corrcoef(pa[ok], pb[ok])[0, 1])
-            distances = {m: np.nanmean((pa - b[m]) ** 2) for m in models}
+            distances = {m: _nan_mean((pa - b[m]) ** 2) for m in models}
             if len(models) > 1 and not any(np.isnan(list(distances.values()))):
                 matches.append(min(distances, key=distances.get) == model)
         rows.append(

@@ -70,6 +70,8 @@ def mcdonald_omega(x: np.ndarray) -> tuple[float, str]:
     constant), and omega needs at least 3 varying items to be identified.
     """
     x = x[~np.isnan(x).any(axis=1)]
+    if len(x) < 2:
+        return math.nan, f"omega needs complete answers from sessions ({len(x)} complete)"
     varying = x.var(axis=0) > 0
     note = "" if varying.all() else f"{int((~varying).sum())} constant item(s) left out"
     x = x[:, varying]
