@@ -145,9 +145,10 @@ def test_user_model_on_a_plain_table(tmp_path):
 
 
 def test_human_group_level_and_bootstrap_from_the_command_line(tmp_path):
-    """`--human-group humans --bootstrap 3 --standardized`: the humans in the data set the reference (planted
-    here with the *opposite* of the built-in signs, so the scores show whose signs were used),
-    are reported beside the models and not scored; the VAAR intervals come from 3 refits."""
+    """`--human-group humans --bootstrap 3 --standardized`: the humans in the data set the
+    reference (planted here with the *opposite* of the built-in signs, so the scores show whose
+    signs were used), are reported beside the models and not scored; the VAAR intervals come
+    from 3 refits."""
     humans = {"humans": (0.6, -0.6), "sim-aligned": (-0.6, 0.6), "sim-reversed": (0.6, -0.6)}
     paths = write_instruments(tmp_path / "instruments")
     study = load_study(_study(tmp_path / "mixed", "mixed", paths))
