@@ -9,36 +9,28 @@ models' questionnaire profiles. Fits nothing itself: refits go through vaar.sem.
     profiles(long, wide, instruments)                # per-model questionnaire profiles
 """
 
-from vaar.alignment.bootstrap import BootstrapResult, RefitSpec, bootstrap_vaar, resample
-from vaar.alignment.executors import refit_executor
-from vaar.alignment.profiles import Profiles, profiles
-from vaar.alignment.reference import (
-    Reference,
-    StructuralPath,
-    load_reference,
-    reference_from_group,
-)
-from vaar.alignment.result import FORMULA_NOTE, AlignmentResult, align, resolve_level
-from vaar.alignment.scores import LOGLOSS_FLOOR, path_evidence, scores_from_evidence, vaar_scores
+from vaar.lazy import lazy_exports
 
-__all__ = [
-    "FORMULA_NOTE",
-    "LOGLOSS_FLOOR",
-    "AlignmentResult",
-    "BootstrapResult",
-    "Profiles",
-    "Reference",
-    "RefitSpec",
-    "StructuralPath",
-    "align",
-    "bootstrap_vaar",
-    "load_reference",
-    "path_evidence",
-    "profiles",
-    "reference_from_group",
-    "refit_executor",
-    "resample",
-    "resolve_level",
-    "scores_from_evidence",
-    "vaar_scores",
-]
+EXPORTS = {
+    "AlignmentResult": "result",
+    "BootstrapResult": "bootstrap",
+    "FORMULA_NOTE": "result",
+    "LOGLOSS_FLOOR": "scores",
+    "Profiles": "profiles",
+    "Reference": "reference",
+    "RefitSpec": "bootstrap",
+    "StructuralPath": "reference",
+    "align": "result",
+    "bootstrap_vaar": "bootstrap",
+    "load_reference": "reference",
+    "path_evidence": "scores",
+    "profiles": "profiles",
+    "reference_from_group": "reference",
+    "refit_executor": "executors",
+    "resample": "bootstrap",
+    "resolve_level": "result",
+    "scores_from_evidence": "scores",
+    "vaar_scores": "scores",
+}
+__all__ = sorted(EXPORTS)
+__getattr__ = lazy_exports(__name__, EXPORTS)

@@ -8,11 +8,14 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import pandas as pd
 
 from vaar.errors import VaarError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -39,6 +42,8 @@ def read_estimates(path: Path) -> tuple[_Fitted, list[tuple[str, str, str]]]:
     )]  # fmt: skip
     if not paths:
         raise VaarError(f"{path}: no structural paths under model.paths (a user model has none)")
+    import pandas as pd
+
     estimates = pd.DataFrame(doc["estimates"])
     for column in ("est", "se", "z", "pvalue", "std_all"):
         if column in estimates:

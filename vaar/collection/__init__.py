@@ -1,6 +1,11 @@
 """The collection stage: providers, sessions, answer parsing, throughput control, the SQLite
 store and progress. `collect(study)` runs (or resumes) a study; see docs/collection.md."""
 
-from vaar.collection.runner import CollectionSummary, collect
+from vaar.lazy import lazy_exports
 
-__all__ = ["CollectionSummary", "collect"]
+EXPORTS = {
+    "CollectionSummary": "runner",
+    "collect": "runner",
+}
+__all__ = sorted(EXPORTS)
+__getattr__ = lazy_exports(__name__, EXPORTS)

@@ -2,19 +2,18 @@
 instruments, the measurement-invariance ladder with its decisions, any user model, and the
 reproduction bundle. Results are plain pandas/dicts (SemResult); nothing here computes VAAR."""
 
-from vaar.sem.bundle import write_bundle
-from vaar.sem.ladder import analyze_data, fit_ladder, observed_variables, parse_model
-from vaar.sem.model import StructuralPath, VaarModel, build_vaar_model
-from vaar.sem.result import SemResult
+from vaar.lazy import lazy_exports
 
-__all__ = [
-    "SemResult",
-    "StructuralPath",
-    "VaarModel",
-    "analyze_data",
-    "build_vaar_model",
-    "fit_ladder",
-    "observed_variables",
-    "parse_model",
-    "write_bundle",
-]
+EXPORTS = {
+    "SemResult": "result",
+    "StructuralPath": "model",
+    "VaarModel": "model",
+    "analyze_data": "ladder",
+    "build_vaar_model": "model",
+    "fit_ladder": "ladder",
+    "observed_variables": "ladder",
+    "parse_model": "ladder",
+    "write_bundle": "bundle",
+}
+__all__ = sorted(EXPORTS)
+__getattr__ = lazy_exports(__name__, EXPORTS)
