@@ -145,3 +145,16 @@ def test_no_group_left_is_an_error():
     data = groups({"m1": {"x": [1.0], "y": [2.0], "z": [3.0]}})
     with pytest.raises(VaarError, match="no group is left to fit: group m1: 1 sessions"):
         clean(data, "g", ["x", "y", "z"], ordered=False, strategy="drop_items")
+
+
+def test_r_cpus_follows_the_environment(monkeypatch):
+    """The service gives each R worker a share of the cores through VAAR_R_CPUS."""
+    from vaar.sem.ladder import r_cpus
+
+    monkeypatch.delenv("VAAR_R_CPUS", raising=False)
+    assert r_cpus() >= 1
+    monkeypatch.setenv("VAAR_R_CPUS", "1")
+    assert r_cpus() == 1
+    monkeypatch.setenv("VAAR_R_CPUS", "two")
+    with pytest.raises(VaarError, match="VAAR_R_CPUS must be a whole number"):
+        r_cpus()

@@ -3,6 +3,8 @@ ladder (r/ladder.R: vaar_fit_ladder) and wrap its plain-data result in a SemResu
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 
 from vaar.errors import VaarError
@@ -110,7 +112,7 @@ def fit_ladder(
     max_free: int = 10,
     equal_paths: bool = False,
     bootstrap: int = 0,
-    ncpus: int = 2,
+    ncpus: int | None = None,
     seed: int = 1,
     missing: str = "fiml",
 ) -> SemResult:
@@ -165,7 +167,7 @@ def fit_ladder(
         "max_free": int(max_free),
         "equal_paths": bool(equal_paths),
         "bootstrap": int(bootstrap),
-        "ncpus": int(ncpus),
+        "ncpus": int(ncpus or r_cpus()),
         "seed": int(seed),
         "missing": missing,
     }
@@ -203,6 +205,17 @@ def _r_args(args: dict) -> dict:
     out["thresholds"] = dict(args["thresholds"])
     out["max_free"] = int(args["max_free"])
     return out
+
+
+def r_cpus() -> int:
+    """How many forked R processes fit the ladder's levels side by side: $VAAR_R_CPUS when set
+    (the service gives each of its workers a share of the cores), else every core."""
+    value = os.environ.get("VAAR_R_CPUS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise VaarError(f"VAAR_R_CPUS must be a whole number >= 1, got {value!r}")
+        return int(value)
+    return max(1, os.cpu_count() or 1)
 
 
 def analyze_data(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,10 @@ class JobRunner:
         self.store = store
         self.job_function = job_function
         self.queue: asyncio.Queue[str] = asyncio.Queue()
-        self.slots = [Slot(RWorker(f"worker-{i}", warmup)) for i in range(settings.workers)]
+        share = max(1, (os.cpu_count() or 1) // settings.workers)  # no oversubscribed cores
+        self.slots = [
+            Slot(RWorker(f"worker-{i}", warmup, r_cpus=share)) for i in range(settings.workers)
+        ]
         self.checker = RWorker("checker", warmup)
         self._check_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []

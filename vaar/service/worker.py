@@ -60,8 +60,10 @@ def client_message(exc: BaseException) -> str:
     return f"internal error in the analysis ({type(exc).__name__}); the server log has details"
 
 
-def _child_main(conn, warmup: str | None) -> None:
+def _child_main(conn, warmup: str | None, r_cpus: int | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
+    if r_cpus:  # this worker's share of the cores for vaar.sem's forked level fits
+        os.environ["VAAR_R_CPUS"] = str(r_cpus)
     os.setpgrp()  # its own process group: R's forked helpers (vaar.sem) end with the worker
     try:
         if warmup:
@@ -113,9 +115,12 @@ def _kill_group(pid: int) -> None:
 class RWorker:
     """A supervised handle on one worker process; `start()` again after it died."""
 
-    def __init__(self, name: str, warmup: str | None = "vaar.service.jobs:warm_up"):
+    def __init__(
+        self, name: str, warmup: str | None = "vaar.service.jobs:warm_up", r_cpus: int | None = None
+    ):
         self.name = name
         self.warmup = warmup
+        self.r_cpus = r_cpus  # cores its R may fork onto (None: vaar.sem's default)
         self.restarts = -1  # the first start is not a restart
         self.state = "stopped"
         self.last_error: str | None = None
@@ -139,7 +144,10 @@ class RWorker:
         self.state = "starting"
         parent, child = _SPAWN.Pipe()
         process = _SPAWN.Process(
-            target=_child_main, args=(child, self.warmup), name=f"vaar-{self.name}", daemon=True
+            target=_child_main,
+            args=(child, self.warmup, self.r_cpus),
+            name=f"vaar-{self.name}",
+            daemon=True,
         )
         process.start()
         child.close()
