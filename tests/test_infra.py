@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[1]
 
 
@@ -43,3 +45,24 @@ def test_setup_is_idempotent_when_everything_is_installed():
     assert res.returncode == 0, res.stderr
     assert "installing" not in res.stdout and "building" not in res.stdout, res.stdout
     assert "ready:" in res.stdout
+
+
+LAZY_PACKAGES = ["vaar.alignment", "vaar.collection", "vaar.report", "vaar.sem"]
+
+
+@pytest.mark.parametrize("package", LAZY_PACKAGES)
+def test_lazy_exports_resolve_to_their_objects_not_to_submodules(package):
+    """A lazily exported name that is also a submodule's name would turn into that module once
+    the submodule is imported (Python sets the attribute), e.g. `profiles` the function."""
+    import importlib
+    import pkgutil
+    import types
+
+    module = importlib.import_module(package)
+    submodules = {m.name for m in pkgutil.iter_modules(module.__path__)}
+    assert not set(module.EXPORTS) & submodules
+    for name, submodule in module.EXPORTS.items():
+        importlib.import_module(f"{package}.{submodule}")  # as any other import would
+        value = getattr(module, name)
+        assert not isinstance(value, types.ModuleType), name
+        assert value is getattr(importlib.import_module(f"{package}.{submodule}"), name)

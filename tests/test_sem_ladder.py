@@ -413,4 +413,3 @@ def test_equal_paths_without_a_p_value_is_undecided():
     assert undecided == {"paths_equal": None, "verdict": "undecided: the LRT gave no p-value"}
     assert bridge.call("vaar_paths_equal", 0.2, 0.05)["verdict"] == "equal across models"
     assert bridge.call("vaar_paths_equal", 0.01, 0.05)["paths_equal"] is False
-
