@@ -273,6 +273,65 @@ async def test_cancel_a_running_job(server, hs_csv):
         assert (job["status"], job["error"]) == ("cancelled", "cancelled by the client")
 
 
+STUDY = """
+name = "uploaded"
+sessions_per_model = 100
+instruments = ["iuipc10", "psa", "aods"]
+[analysis]
+estimator = "ML"
+levels = ["configural"]
+missing = "listwise"
+{extra}
+[[models]]
+name = "sim-aligned"
+provider = "simulated"
+[[models]]
+name = "sim-reversed"
+provider = "simulated"
+"""
+
+
+async def test_a_study_config_upload_gets_vaar_with_the_planted_signs(server):
+    from vaar.alignment.simulate import simulate_wide
+    from vaar.instruments import load_instrument
+
+    instruments = [load_instrument(i) for i in ("iuipc10", "psa", "aods")]
+    planted = {"sim-aligned": (-0.6, 0.6), "sim-reversed": (0.6, -0.6)}
+    data = simulate_wide(planted, instruments, sessions=100, seed=4).to_csv(index=False).encode()
+    async with aiohttp.ClientSession() as session:
+        status, job = await submit(session, server.base, form(data, study=STUDY.format(extra="")))
+        assert status == 202, job
+        job = await wait_job(session, server.base, job["id"], timeout=180)
+        assert job["status"] == "done", job["error"]
+        async with session.get(server.base + job["links"]["estimates"]) as response:
+            doc = await response.json()
+        soft = {r["model"]: r["vaar_soft"] for r in doc["alignment"]["scores"]}
+        assert soft["sim-aligned"] > 0.95 and soft["sim-reversed"] < 0.05
+        assert doc["study"]["name"] == "uploaded"
+
+        remote = STUDY.format(extra='scheduler = "tcp://10.0.0.1:8786"')
+        status, body = await submit(session, server.base, form(data, study=remote))
+        assert status == 422 and "does not connect to addresses a client names" in body["error"]
+
+
+async def test_a_job_past_its_time_limit_is_failed_and_its_worker_restarted(tmp_path, hs_csv):
+    with Server(tmp_path / "data", "--job-timeout", "0.5") as srv:
+        before = srv.health()["workers"][0]
+        async with aiohttp.ClientSession() as session:
+            upload = form(hs_csv.read_bytes(), group="school", model=HS_MODEL)
+            _, job = await submit(session, srv.base, upload)
+            job = await wait_job(session, srv.base, job["id"], timeout=120)
+        assert job["status"] == "failed"
+        assert "the job exceeded the time limit of 0.5 s" in job["error"]
+        for _ in range(240):  # the worker comes back (R takes a few seconds to load)
+            after = srv.health()["workers"][0]
+            if after["state"] == "idle":
+                break
+            await asyncio.sleep(0.5)
+        assert after["state"] == "idle" and after["restarts"] == before["restarts"] + 1
+        assert after["pid"] != before["pid"]
+
+
 # restart -------------------------------------------------------------------------------------
 async def test_restart_keeps_finished_jobs_and_fails_interrupted_ones(tmp_path, hs_csv):
     data_dir = tmp_path / "data"

@@ -87,9 +87,8 @@ def run_job(progress, *, job_dir: str, spec: dict) -> dict:
         if "session" not in wide.columns:
             wide.insert(1, "session", [f"r{i + 1}" for i in range(len(wide))])
         progress("fitting the multi-group SEM and scoring VAAR", 0.2)
-        result = analyze_tables(
-            study, wide, instruments, name=_name(spec), echo=_quiet, timings=timings
-        )
+        name = study.name if study else _name(spec)  # a study config names its analysis
+        result = analyze_tables(study, wide, instruments, name=name, echo=_quiet, timings=timings)
     progress("writing the report", 0.85)
     write_report(job_dir / REPORT_DIR, result)
     return summarize(result, time.perf_counter() - started)

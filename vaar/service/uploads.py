@@ -283,6 +283,11 @@ def parse_study_text(text: str) -> Study:
             "study.analysis.reference: reference files cannot be used by the service; "
             "leave it out to use the built-in human reference"
         )
+    if study.analysis.scheduler:
+        raise unprocessable(
+            "study.analysis.scheduler: the service does not connect to addresses a client names; "
+            "its bootstrap runs on the service's own machine"
+        )
     return study
 
 
