@@ -174,6 +174,7 @@ def test_human_group_level_and_bootstrap_from_the_command_line(tmp_path):
     assert {r["group"] for r in human} == {"humans"} and len(human) == 2
     html = (out / "mixed" / "index.html").read_text(encoding="utf-8")
     assert "Human group humans: structural paths" in html
+    assert "Draws used" in html  # the bootstrap's per-model draw counts are in the VAAR table
 
     wrong = CliRunner().invoke(main, [*args[:-1], "nobody"])
     assert wrong.exit_code == 1

@@ -52,7 +52,10 @@ VAAR_COLUMNS = [
     ("vaar_hard", "VAAR hard"),
     ("vaar_logloss", "VAAR log-loss"),
     ("n_paths", "Paths"),
+    ("draws_ok", "Draws used"),
+    ("draws_failed", "Draws failed"),
 ]
+BOOTSTRAP_ONLY = ("vaar_soft_ci", "draws_ok", "draws_failed")  # shown when bootstrapped
 COLLECTION_COLUMNS = [
     ("model", "Model"),
     ("sessions", "Sessions"),
@@ -252,7 +255,7 @@ def view(doc: dict) -> dict:
         "structural_columns": STRUCTURAL_COLUMNS,
         "structural": shown,
         "vaar_columns": [
-            c for c in VAAR_COLUMNS if c[0] != "vaar_soft_ci" or any(r.get(lo) for r in scores)
+            c for c in VAAR_COLUMNS if c[0] not in BOOTSTRAP_ONLY or any(r.get(lo) for r in scores)
         ],
         "scores": scores,
         "evidence_columns": EVIDENCE_COLUMNS,
