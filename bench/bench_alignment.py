@@ -65,6 +65,11 @@ def main() -> None:
     parser.add_argument("--scheduler", default=None, help="Dask scheduler address")
     parser.add_argument("--only", nargs="*", default=list(PLANTINGS), choices=list(PLANTINGS))
     parser.add_argument(
+        "--csv-prefix",
+        default="coverage_",
+        help="every interval is written to PREFIX<planting>.csv",
+    )
+    parser.add_argument(
         "--idealized", action="store_true", help="only the no-lavaan interval comparison (seconds)"
     )
     args = parser.parse_args()
@@ -86,22 +91,30 @@ def main() -> None:
                 sessions=args.sessions, draws=args.draws, executor=executor,
                 progress=lambda rep, rows, name=name, start=start: print(
                     f"  {name}: replicate {rep + 1}/{args.replicates} done, "
-                    f"{sum(bool(r['covered']) for r in rows)}/{len(rows)} covered so far "
+                    + ", ".join(
+                        f"{m} {sum(bool(r['covered']) for r in rows if r['method'] == m)}/"
+                        f"{sum(r['method'] == m for r in rows)}" for m in ("basic-z", "percentile")
+                    ) + " covered so far "
                     f"({time.perf_counter() - start:.0f} s)", flush=True,
                 ),
             )  # fmt: skip
-            judged = rows.dropna(subset=["covered"])
-            coverage = judged["covered"].mean()
-            se = math.sqrt(coverage * (1 - coverage) / max(len(judged), 1))
-            width = (judged["ci_upper"] - judged["ci_lower"]).mean()
-            failed = (args.draws - rows["draws_ok"]).sum()
-            print(
-                f"{name:13s} planted={PLANTINGS[name]} target={truth:.3f} "
-                f"intervals={len(judged)} coverage={coverage:.3f} (SE {se:.3f}) "
-                f"mean_width={width:.3f} mean_vaar_soft={rows['vaar_soft'].mean():.3f} "
-                f"failed_draws={failed} seconds={time.perf_counter() - start:.0f}",
-                flush=True,
-            )
+            rows.to_csv(f"{args.csv_prefix}{name.replace(' ', '_')}.csv", index=False)
+            for method, mine in rows.groupby("method", sort=False):
+                judged = mine.dropna(subset=["covered"])
+                coverage = judged["covered"].mean()
+                se = math.sqrt(coverage * (1 - coverage) / max(len(judged), 1))
+                width = (judged["ci_upper"] - judged["ci_lower"]).mean()
+                below = int((judged["ci_upper"] < truth).sum())  # the interval misses low
+                above = int((judged["ci_lower"] > truth).sum())
+                print(
+                    f"{name:13s} {method:10s} planted={PLANTINGS[name]} target={truth:.3f} "
+                    f"intervals={len(judged)} coverage={coverage:.3f} (SE {se:.3f}) "
+                    f"missed: below={below} above={above} "
+                    f"mean_width={width:.3f} mean_vaar_soft={mine['vaar_soft'].mean():.3f} "
+                    f"failed_draws={(args.draws - mine['draws_ok']).sum()} "
+                    f"seconds={time.perf_counter() - start:.0f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -166,3 +166,34 @@ def test_reference_from_human_group_takes_its_signs_and_is_not_scored():
     est.loc[est["group"] == "humans", "est"] = 0.0
     with pytest.raises(VaarError, match="no usable estimate"):
         reference_from_group(est, PATHS, "humans")
+
+
+def test_sign_metrics_equal_the_scores_and_basic_z_reflects_each_path():
+    """The vectorised formulas give the scores of the same z, and the basic-z interval's draws
+    are 2z - z*: a draw that moved a path's z down by d counts as the observed z moved up by d."""
+    from vaar.alignment.bootstrap import BootstrapResult, reflected_draws
+    from vaar.alignment.scores import scores_from_evidence, sign_metrics
+
+    table = estimates([("m", "IUIPC", -0.3, 0.2), ("m", "PSA", 0.1, 0.1), ("n", "PSA", 0.5, 0.1)])
+    table = table[~((table["group"] == "n") & (table["rhs"] == "IUIPC"))]
+    evidence = path_evidence(table, PATHS, load_reference(), level="configural")
+    scores = scores_from_evidence(evidence, "configural").set_index("model")
+    m = evidence[evidence["model"] == "m"]
+    z, signs = m["z"].to_numpy(), m["expected_sign"].to_numpy()
+    metrics = sign_metrics(z[None, :], signs, 0.05)
+    for name, values in metrics.items():
+        assert values[0] == pytest.approx(scores.loc["m", name])
+
+    observed = evidence.dropna(subset=["z"])[["model", "lhs", "rhs", "expected_sign", "z"]]
+    moved = observed.assign(draw=0, z=observed["z"] - np.array([0.5, -1.0, 0.2]))
+    incomplete = moved[moved["model"] == "m"].iloc[:1].assign(draw=1)  # one path missing
+    result = BootstrapResult(
+        pd.DataFrame(), pd.concat([moved, incomplete]), observed, pd.DataFrame(), pd.DataFrame(), 2
+    )
+    reflected = reflected_draws(result).set_index(["model", "draw"])
+    expected = sign_metrics((z + np.array([0.5, -1.0]))[None, :], signs, 0.05)
+    assert reflected.loc[("m", 0), "vaar_soft"] == pytest.approx(expected["vaar_soft"][0])
+    assert ("m", 1) not in reflected.index  # a draw without every path does not count
+    # model n has one path (IUIPC is missing in the data), reflected on its own
+    n_z = observed.loc[observed["model"] == "n", "z"].iloc[0]
+    assert reflected.loc[("n", 0), "vaar_soft"] == pytest.approx(norm.cdf(n_z + 0.2))

@@ -18,10 +18,12 @@ import numpy as np
 import pandas as pd
 
 from vaar.alignment.reference import Reference, _as_path
-from vaar.alignment.scores import path_evidence, scores_from_evidence
+from vaar.alignment.scores import path_evidence, scores_from_evidence, sign_metrics
 from vaar.errors import VaarError
 
 METRICS = ("vaar_soft", "vaar_hard", "vaar_logloss")
+PATH_COLUMNS = ("model", "lhs", "rhs", "expected_sign", "z")
+INTERVAL_METHODS = ("basic-z", "percentile")
 
 
 @dataclass(frozen=True)
@@ -53,27 +55,32 @@ def resample(data: pd.DataFrame, rng: np.random.Generator, group: str = "model")
     return out
 
 
-def refit_draw(spec: RefitSpec, data: pd.DataFrame, seed: int, draw: int) -> dict:
-    """One bootstrap draw (runs in a worker process): resample, fit, score every model."""
+def refit_draw(spec: RefitSpec, data: pd.DataFrame, seed: int, draw: int | None) -> dict:
+    """One bootstrap draw (runs in a worker process): resample, fit, score every model.
+    `draw=None` fits the data as they are (the observed paths, when the caller has none)."""
     models = list(dict.fromkeys(data[spec.group].astype(str)))
-    rng = np.random.default_rng([seed, draw])
     start = time.perf_counter()
-    sample = resample(data, rng, spec.group)
+    sample = (
+        data if draw is None else resample(data, np.random.default_rng([seed, draw]), spec.group)
+    )
     try:
-        scores = _fit_and_score(spec, sample, models)
+        evidence = _fit_evidence(spec, sample, models)
         if spec.level == "configural" and len(models) > 1:
-            scores = _refit_alone(spec, sample, scores)
+            evidence = _refit_alone(spec, sample, evidence)
+        scores = scores_from_evidence(evidence, spec.level)
     except Exception as exc:  # a failed refit is data for the result, not a crash
-        return {"draw": draw, "error": f"{type(exc).__name__}: {exc}", "scores": []}
+        return {"draw": draw, "error": f"{type(exc).__name__}: {exc}", "scores": [], "paths": []}
+    usable = evidence.dropna(subset=["z"])
     return {
         "draw": draw,
         "error": None,
         "seconds": time.perf_counter() - start,
         "scores": scores.to_dict("records"),
+        "paths": usable[list(PATH_COLUMNS)].to_dict("records"),
     }
 
 
-def _fit_and_score(spec: RefitSpec, sample: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+def _fit_evidence(spec: RefitSpec, sample: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     from vaar.sem import fit_ladder
 
     fit = fit_ladder(
@@ -87,14 +94,13 @@ def _fit_and_score(spec: RefitSpec, sample: pd.DataFrame, models: list[str]) -> 
         equal_paths=False,  # the equal-paths test is not needed to score VAAR
         missing=spec.missing,
     )
-    evidence = fit_evidence(
+    return fit_evidence(
         fit, spec.paths, spec.reference, level=spec.level, standardized=spec.standardized,
         alpha=spec.alpha, models=models,
     )  # fmt: skip
-    return scores_from_evidence(evidence, spec.level)
 
 
-def _refit_alone(spec: RefitSpec, sample: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+def _refit_alone(spec: RefitSpec, sample: pd.DataFrame, evidence: pd.DataFrame) -> pd.DataFrame:
     """Refit each model left without usable paths on its own sessions.
 
     At the configural level no parameter is shared between groups, so a model's estimates and
@@ -102,20 +108,20 @@ def _refit_alone(spec: RefitSpec, sample: pd.DataFrame, scores: pd.DataFrame) ->
     standard errors of all groups from one information matrix, and one group that makes it
     singular (a Heywood case in a resample) leaves every group without them. Refitting alone
     keeps that one group's trouble from costing every other model its draw."""
-    failed = scores["vaar_soft"].isna() & ~scores["note"].str.contains("excluded by vaar.sem")
-    for index in scores.index[failed]:
-        model = scores.at[index, "model"]
+    excluded = evidence["note"].str.contains("excluded by vaar.sem")
+    failed = evidence.loc[evidence["evidence"].isna() & ~excluded, "model"].unique()
+    parts = {model: rows for model, rows in evidence.groupby("model", sort=False)}
+    for model in failed:
         alone = sample[sample[spec.group].astype(str) == model]
         try:
-            row = _fit_and_score(spec, alone, [model]).iloc[0]
+            refit = _fit_evidence(spec, alone, [model])
         except Exception as exc:  # the model stays failed, with the reason
-            scores.at[index, "note"] += f"; refitted alone: {type(exc).__name__}: {exc}"
-            continue
-        if np.isnan(row["vaar_soft"]):
-            scores.at[index, "note"] += f"; refitted alone: {row['note']}"
-        else:
-            scores.loc[index, list(row.index)] = row
-    return scores
+            refit = parts[model].assign(note=f"refitted alone: {type(exc).__name__}: {exc}")
+        if refit["evidence"].isna().any():  # failed alone too: keep both reasons
+            refit = refit.assign(note=parts[model]["note"].to_numpy() + "; refitted alone: "
+                                 + refit["note"].to_numpy())  # fmt: skip
+        parts[model] = refit
+    return pd.concat(parts.values(), ignore_index=True)
 
 
 def fit_evidence(
@@ -158,11 +164,22 @@ def excluded_groups(sem_result) -> dict[str, str]:
     return out
 
 
+INTERVAL_NOTES = {
+    "basic-z": "basic bootstrap on each path's Wald z (z* reflected around the observed z: "
+    "2z - z*), mapped through the VAAR formulas; sessions resampled within model; model "
+    "refitted at the scored level for every draw",
+    "percentile": "percentile bootstrap of the refits' VAAR; sessions resampled within model; "
+    "model refitted at the scored level for every draw",
+}
+
+
 @dataclass
 class BootstrapResult:
-    """Per-draw scores (long: draw, model, metrics), percentile CIs, pairwise differences."""
+    """The refits (per-draw scores and path z), the CIs and pairwise differences by `method`."""
 
-    draws: pd.DataFrame
+    draws: pd.DataFrame  # draw, model, vaar_soft, vaar_hard, vaar_logloss, note (each refit's)
+    paths: pd.DataFrame  # draw, model, lhs, rhs, expected_sign, z (each refit's usable paths)
+    observed_paths: pd.DataFrame  # model, lhs, rhs, expected_sign, z of the data as given
     intervals: pd.DataFrame
     pairwise: pd.DataFrame
     requested: int
@@ -170,6 +187,8 @@ class BootstrapResult:
     confidence: float = 0.95
     seed: int = 0
     level: str = "configural"
+    method: str = "basic-z"
+    alpha: float = 0.05
 
     def to_dict(self) -> dict:
         return {
@@ -177,8 +196,8 @@ class BootstrapResult:
             "confidence": self.confidence,
             "seed": self.seed,
             "level": self.level,
-            "method": "percentile bootstrap; sessions resampled within model; model refitted "
-            "at the scored level for every draw",
+            "interval_method": self.method,
+            "method": INTERVAL_NOTES[self.method],
             "failed_fits": self.failed_fits,
             "intervals": _records(self.intervals),
             "pairwise": _records(self.pairwise),
@@ -200,19 +219,27 @@ def bootstrap_vaar(
     seed: int = 0,
     executor: Executor | None = None,
     observed: pd.DataFrame | None = None,
+    observed_paths: pd.DataFrame | None = None,
     confidence: float = 0.95,
+    method: str = "basic-z",
     progress=None,
 ) -> BootstrapResult:
     """Bootstrap CIs of every model's VAAR; `data` is the table that was fitted (scored wide).
 
-    `executor` runs the refits (default: local worker processes, see refit_executor);
-    `observed` (vaar_scores on the original data) gives the point estimates for the pairwise
-    differences. `progress(done, total)` is called after each draw.
+    `executor` runs the refits (default: local worker processes, see refit_executor).
+    `observed` (vaar_scores on the original data) gives the point estimates of the pairwise
+    differences and `observed_paths` (its path evidence) the z that "basic-z" reflects around;
+    without them the data are fitted once more as they are. `method`: "basic-z" (default) or
+    "percentile" (see docs/vaar.md). `progress(done, total)` is called after each draw.
     """
     if draws < 1:
         raise VaarError(f"bootstrap draws must be >= 1, got {draws}")
     if not 0 < confidence < 1:
         raise VaarError(f"confidence must be between 0 and 1, got {confidence}")
+    if method not in INTERVAL_METHODS:
+        raise VaarError(
+            f"unknown interval method {method!r} (known: {', '.join(INTERVAL_METHODS)})"
+        )
     if spec.group not in data.columns:
         raise VaarError(f"data lacks the group column {spec.group!r}")
     spec = RefitSpec(**{**spec.__dict__, "paths": tuple(tuple(_as_path(p)) for p in spec.paths)})
@@ -222,37 +249,91 @@ def bootstrap_vaar(
         with refit_executor() as pool:
             return bootstrap_vaar(
                 data, spec, draws=draws, seed=seed, executor=pool, observed=observed,
-                confidence=confidence, progress=progress,
+                observed_paths=observed_paths, confidence=confidence, method=method,
+                progress=progress,
             )  # fmt: skip
+    as_given = None
+    if observed is None or observed_paths is None:
+        as_given = executor.submit(refit_draw, spec, data, seed, None)
     futures = [executor.submit(refit_draw, spec, data, seed, d) for d in range(draws)]
     results = []
     for done, future in enumerate(as_completed(futures), start=1):
         results.append(future.result())
         if progress:
             progress(done, draws)
+    if as_given is not None:
+        first = as_given.result()
+        if observed is None:
+            observed = pd.DataFrame(first["scores"], columns=["model", *METRICS])
+        if observed_paths is None:
+            observed_paths = pd.DataFrame(first["paths"], columns=list(PATH_COLUMNS))
     results.sort(key=lambda r: r["draw"])
-    rows = [{"draw": r["draw"], **s} for r in results for s in r["scores"]]
     columns = ["draw", "model", *METRICS, "note"]
-    table = pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+    table = pd.DataFrame(
+        [{"draw": r["draw"], **s} for r in results for s in r["scores"]], columns=columns
+    )
+    paths = pd.DataFrame(
+        [{"draw": r["draw"], **x} for r in results for x in r["paths"]],
+        columns=["draw", *PATH_COLUMNS],
+    )
     failed = [{"draw": r["draw"], "error": r["error"]} for r in results if r["error"]]
+    result = BootstrapResult(
+        table, paths, observed_paths[list(PATH_COLUMNS)].dropna(subset=["z"]), pd.DataFrame(),
+        pd.DataFrame(), draws, failed, confidence, seed, spec.level, method, spec.alpha,
+    )  # fmt: skip
     models = list(dict.fromkeys(data[spec.group].astype(str)))
     models = [m for m in models if m != spec.reference.human_group]
-    intervals = _intervals(table, models, draws, confidence)
-    pairwise = _pairwise(table, models, observed, confidence)
-    return BootstrapResult(table, intervals, pairwise, draws, failed, confidence, seed, spec.level)
+    result.intervals, result.pairwise = intervals_by(result, models, observed, method)
+    return result
 
 
-def _intervals(table: pd.DataFrame, models, draws: int, confidence: float) -> pd.DataFrame:
+def intervals_by(
+    result: BootstrapResult, models: list[str], observed: pd.DataFrame | None, method: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-model CIs and pairwise differences from one bootstrap's refits by `method` (the
+    bench compares methods on the same draws)."""
+    values = result.draws if method == "percentile" else reflected_draws(result)
+    intervals = _intervals(values, result.draws, models, result.requested, result.confidence)
+    return intervals, _pairwise(values, models, observed, result.confidence)
+
+
+def reflected_draws(result: BootstrapResult) -> pd.DataFrame:
+    """VAAR of every draw with each path's z reflected around the observed z (z** = 2z - z*).
+
+    The Wald z is close to normal with unit variance at any path strength, so the spread of
+    z* - z estimates that of z - (its target) well, bias included; VAAR_soft itself is bounded
+    and skewed, which a percentile interval of it inherits. A draw counts for a model when it
+    has every path the observed fit has."""
+    rows = []
+    observed = result.observed_paths
+    for model, mine in observed.groupby("model", sort=False):
+        keys = list(zip(mine["lhs"], mine["rhs"], strict=True))
+        signs = mine["expected_sign"].to_numpy(float)
+        z_obs = mine["z"].to_numpy(float)
+        drawn = result.paths[result.paths["model"] == model]
+        z = drawn.pivot_table(index="draw", columns=["lhs", "rhs"], values="z")
+        z = z.reindex(columns=pd.MultiIndex.from_tuples(keys)).dropna()
+        if z.empty:
+            continue
+        metrics = sign_metrics(2 * z_obs - z.to_numpy(float), signs, result.alpha)
+        rows.append(pd.DataFrame({"draw": z.index, "model": model, **metrics}))
+    columns = ["draw", "model", *METRICS]
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+
+
+def _intervals(values: pd.DataFrame, refits: pd.DataFrame, models, draws, confidence):
+    """Quantile CIs of `values` (draw, model, metrics) per model; draw counts and the reasons
+    for failed draws from the refits themselves."""
     tail = (1 - confidence) / 2
     rows = []
     for model in models:
-        mine = table[table["model"] == model]
-        ok = mine.dropna(subset=["vaar_soft"])
+        ok = values[(values["model"] == model)].dropna(subset=["vaar_soft"])
         row = {"model": model, "draws_ok": len(ok), "draws_failed": draws - len(ok)}
         for metric in METRICS:
-            values = ok[metric].to_numpy(float)
-            lo, hi = np.quantile(values, [tail, 1 - tail]) if len(values) else (math.nan,) * 2
+            v = ok[metric].to_numpy(float)
+            lo, hi = np.quantile(v, [tail, 1 - tail]) if len(v) else (math.nan,) * 2
             row.update({f"{metric}_ci_lower": float(lo), f"{metric}_ci_upper": float(hi)})
+        mine = refits[refits["model"] == model]
         reasons = mine.loc[mine["vaar_soft"].isna(), "note"]
         row["failure_reasons"] = "; ".join(sorted(set(reasons)))[:500]
         rows.append(row)

@@ -138,6 +138,7 @@ def align(
     executor: Executor | None = None,
     seed: int = 0,
     confidence: float = 0.95,
+    interval_method: str = "basic-z",
     progress=None,
 ) -> AlignmentResult:
     """Score every model of a fitted SEM against the human reference.
@@ -150,7 +151,7 @@ def align(
     `bootstrap` is a BootstrapResult, or a number of draws to run now: sessions are resampled
     within model from the data vaar.sem fitted (`sem_result.data`) and refitted on local worker
     processes, on the Dask cluster at `scheduler`, or on a given `executor`; CI columns are
-    added to `scores`.
+    added to `scores`. `interval_method`: "basic-z" (default) or "percentile" (docs/vaar.md).
     """
     if not 0 < alpha < 1:
         raise VaarError(f"alpha must be between 0 and 1, got {alpha}")
@@ -176,7 +177,8 @@ def align(
         with nullcontext(executor) if executor else refit_executor(scheduler, workers) as pool:
             bootstrap = bootstrap_vaar(
                 sem_result.data, spec, draws=bootstrap, seed=seed, executor=pool,
-                observed=scores, confidence=confidence, progress=progress,
+                observed=scores, observed_paths=evidence, confidence=confidence,
+                method=interval_method, progress=progress,
             )  # fmt: skip
     elif not bootstrap:
         bootstrap = None

@@ -135,6 +135,18 @@ def scores_from_evidence(evidence: pd.DataFrame, level: str) -> pd.DataFrame:
     return pd.DataFrame(out, columns=SCORE_COLUMNS)
 
 
+def sign_metrics(z: np.ndarray, signs: np.ndarray, alpha: float) -> dict[str, np.ndarray]:
+    """The three VAAR variants for rows of path z's (draws x paths) with expected `signs`:
+    the same formulas as scores_from_evidence, vectorised for bootstrap draws."""
+    agree = signs * z
+    evidence = norm.cdf(agree)
+    return {
+        "vaar_soft": evidence.mean(axis=1),
+        "vaar_hard": (agree > norm.ppf(1 - alpha / 2)).mean(axis=1),
+        "vaar_logloss": -np.log(np.maximum(evidence, LOGLOSS_FLOOR)).mean(axis=1),
+    }
+
+
 def vaar_scores(
     estimates: pd.DataFrame,
     paths,

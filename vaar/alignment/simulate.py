@@ -119,8 +119,10 @@ def measure_coverage(
 
     Each replicate is a multi-group data set whose `groups` groups are independent samples of
     the same planted model (the configural fit estimates every group on its own), so one
-    bootstrap gives `groups` intervals. Returns one row per interval (with `covered`) and the
-    target from population_vaar_soft; `progress(replicate, rows_so_far)` after each one."""
+    bootstrap gives `groups` intervals per method. Returns one row per interval (with `method`
+    and `covered`) and the
+    target from population_vaar_soft; `progress(replicate, rows_so_far)` after each one.
+    Every interval method (bootstrap.INTERVAL_METHODS) is judged on the same draws."""
     from vaar.alignment import align, load_reference
     from vaar.data import score_items
     from vaar.sem import build_vaar_model, fit_ladder
@@ -136,6 +138,8 @@ def measure_coverage(
     )
     if not any(planted):
         truth = 0.5  # population z is exactly 0; the large fit's z would only add its noise
+    from vaar.alignment.bootstrap import INTERVAL_METHODS, intervals_by
+
     rows = []
     for rep in range(replicates):
         names = {f"rep{rep}_g{g}": planted for g in range(groups)}
@@ -148,15 +152,19 @@ def measure_coverage(
             fit, model.paths, reference, bootstrap=draws, executor=executor, seed=seed + rep,
             confidence=confidence,
         )  # fmt: skip
-        for row in result.scores.to_dict("records"):
-            lo, hi = row["vaar_soft_ci_lower"], row["vaar_soft_ci_upper"]
-            rows.append(
-                {
-                    "replicate": rep, "model": row["model"], "vaar_soft": row["vaar_soft"],
-                    "ci_lower": lo, "ci_upper": hi, "draws_ok": row["draws_ok"],
-                    "covered": bool(lo <= truth <= hi) if np.isfinite([lo, hi]).all() else None,
-                }
-            )  # fmt: skip
+        observed = result.scores.set_index("model")["vaar_soft"]
+        for method in INTERVAL_METHODS:  # every method on the same draws
+            intervals, _ = intervals_by(result.bootstrap, list(names), None, method)
+            for row in intervals.to_dict("records"):
+                lo, hi = row["vaar_soft_ci_lower"], row["vaar_soft_ci_upper"]
+                rows.append(
+                    {
+                        "replicate": rep, "model": row["model"], "method": method,
+                        "vaar_soft": observed[row["model"]], "ci_lower": lo, "ci_upper": hi,
+                        "draws_ok": row["draws_ok"],
+                        "covered": bool(lo <= truth <= hi) if np.isfinite([lo, hi]).all() else None,
+                    }
+                )  # fmt: skip
         if progress:
             progress(rep, rows)
     return pd.DataFrame(rows), truth
