@@ -103,6 +103,9 @@ class AnalysisSpec(Strict):
         "reference, its estimates are reported beside the models', it is not scored"
     )  # fmt: skip
     bootstrap: int = Field(0, ge=0, description="bootstrap draws for VAAR CIs (0 = off)")
+    interval_method: Literal["basic-z", "percentile"] = Field(
+        "basic-z", description="bootstrap interval: basic on the paths' z scale, or percentile"
+    )
     scheduler: str | None = Field(
         None, description="Dask scheduler address for the bootstrap refits (default: local)"
     )

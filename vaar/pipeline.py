@@ -112,6 +112,7 @@ def analyze_tables(
             alpha=analysis.alpha,
             human_group=analysis.human_group,
             bootstrap=analysis.bootstrap or None,
+            interval_method=analysis.interval_method,
             scheduler=analysis.scheduler,
             workers=analysis.workers,
             seed=study.seed if study else 0,

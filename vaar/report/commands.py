@@ -71,6 +71,13 @@ def _read_model(path: str) -> str:
     "default: the study's, else 0 = none). 200 draws is a reasonable start.",
 )
 @click.option(
+    "--intervals",
+    "interval_method",
+    type=click.Choice(["basic-z", "percentile"]),
+    help="Bootstrap interval method: basic on each path's z scale (default), or percentile of "
+    "the refits' VAAR (docs/vaar.md).",
+)
+@click.option(
     "--scheduler",
     metavar="ADDRESS",
     help="Run the bootstrap refits on this Dask scheduler (tcp://host:8786) "
@@ -84,7 +91,7 @@ def _read_model(path: str) -> str:
 @click.option("--title", default="vaar reports", show_default=True, help="Batch index title.")
 def analyze(
     inputs, out_root, model_file, group, estimator, human_group, vaar_level, standardized,
-    bootstrap, scheduler, workers, title,
+    bootstrap, interval_method, scheduler, workers, title,
 ):  # fmt: skip
     """Analyse collected answers and write reports, without collecting anything.
 
@@ -111,8 +118,8 @@ def analyze(
     click.echo(f"[vaar] {len(jobs)} stud{'y' if len(jobs) == 1 else 'ies'} to analyse")
     overrides = {
         "estimator": estimator, "human_group": human_group, "vaar_level": vaar_level,
-        "standardized": standardized, "bootstrap": bootstrap, "scheduler": scheduler,
-        "workers": workers,
+        "standardized": standardized, "bootstrap": bootstrap,
+        "interval_method": interval_method, "scheduler": scheduler, "workers": workers,
     }  # fmt: skip
     if user_model and any(v is not None for k, v in overrides.items() if k != "estimator"):
         raise VaarError("--model fits your own model without VAAR: only --estimator applies")
