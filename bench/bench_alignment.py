@@ -14,6 +14,7 @@ import math
 import time
 
 from vaar.alignment import refit_executor
+from vaar.alignment.bootstrap import INTERVAL_METHODS
 from vaar.alignment.simulate import measure_coverage, short_instruments
 from vaar.instruments import load_instrument
 
@@ -93,7 +94,7 @@ def main() -> None:
                     f"  {name}: replicate {rep + 1}/{args.replicates} done, "
                     + ", ".join(
                         f"{m} {sum(bool(r['covered']) for r in rows if r['method'] == m)}/"
-                        f"{sum(r['method'] == m for r in rows)}" for m in ("basic-z", "percentile")
+                        f"{sum(r['method'] == m for r in rows)}" for m in INTERVAL_METHODS
                     ) + " covered so far "
                     f"({time.perf_counter() - start:.0f} s)", flush=True,
                 ),

@@ -184,7 +184,7 @@ def test_sign_metrics_equal_the_scores_and_basic_z_reflects_each_path():
     for name, values in metrics.items():
         assert values[0] == pytest.approx(scores.loc["m", name])
 
-    observed = evidence.dropna(subset=["z"])[["model", "lhs", "rhs", "expected_sign", "z"]]
+    observed = evidence.dropna(subset=["z"])[["model", "lhs", "rhs", "expected_sign", "z", "z_se"]]
     moved = observed.assign(draw=0, z=observed["z"] - np.array([0.5, -1.0, 0.2]))
     incomplete = moved[moved["model"] == "m"].iloc[:1].assign(draw=1)  # one path missing
     result = BootstrapResult(
@@ -197,3 +197,9 @@ def test_sign_metrics_equal_the_scores_and_basic_z_reflects_each_path():
     # model n has one path (IUIPC is missing in the data), reflected on its own
     n_z = observed.loc[observed["model"] == "n", "z"].iloc[0]
     assert reflected.loc[("n", 0), "vaar_soft"] == pytest.approx(norm.cdf(n_z + 0.2))
+    # basic-est divides the drawn estimate by the *observed* SE: a draw whose own SE doubled
+    # (z* halved for the same estimate) moves as far as its estimate, not its z
+    wide_se = moved.assign(z=moved["z"] / 2, z_se=moved["z_se"] * 2)
+    result.paths = wide_se
+    by_est = reflected_draws(result, "basic-est").set_index(["model", "draw"])
+    assert by_est.loc[("m", 0), "vaar_soft"] == pytest.approx(expected["vaar_soft"][0])

@@ -22,8 +22,8 @@ from vaar.alignment.scores import path_evidence, scores_from_evidence, sign_metr
 from vaar.errors import VaarError
 
 METRICS = ("vaar_soft", "vaar_hard", "vaar_logloss")
-PATH_COLUMNS = ("model", "lhs", "rhs", "expected_sign", "z")
-INTERVAL_METHODS = ("basic-z", "percentile")
+PATH_COLUMNS = ("model", "lhs", "rhs", "expected_sign", "z", "z_se")
+INTERVAL_METHODS = ("basic-est", "basic-z", "percentile")
 
 
 @dataclass(frozen=True)
@@ -165,6 +165,9 @@ def excluded_groups(sem_result) -> dict[str, str]:
 
 
 INTERVAL_NOTES = {
+    "basic-est": "basic bootstrap of each path estimate (b* reflected around the observed b: "
+    "2b - b*) over the observed SE, mapped through the VAAR formulas; sessions resampled "
+    "within model; model refitted at the scored level for every draw",
     "basic-z": "basic bootstrap on each path's Wald z (z* reflected around the observed z: "
     "2z - z*), mapped through the VAAR formulas; sessions resampled within model; model "
     "refitted at the scored level for every draw",
@@ -292,30 +295,36 @@ def intervals_by(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-model CIs and pairwise differences from one bootstrap's refits by `method` (the
     bench compares methods on the same draws)."""
-    values = result.draws if method == "percentile" else reflected_draws(result)
+    values = result.draws if method == "percentile" else reflected_draws(result, method)
     intervals = _intervals(values, result.draws, models, result.requested, result.confidence)
     return intervals, _pairwise(values, models, observed, result.confidence)
 
 
-def reflected_draws(result: BootstrapResult) -> pd.DataFrame:
-    """VAAR of every draw with each path's z reflected around the observed z (z** = 2z - z*).
+def reflected_draws(result: BootstrapResult, method: str = "basic-z") -> pd.DataFrame:
+    """VAAR of every draw with each path reflected around its observed value.
 
-    The Wald z is close to normal with unit variance at any path strength, so the spread of
-    z* - z estimates that of z - (its target) well, bias included; VAAR_soft itself is bounded
-    and skewed, which a percentile interval of it inherits. A draw counts for a model when it
-    has every path the observed fit has."""
+    "basic-z": z** = 2z - z*. "basic-est": z** = (2b - b*) / se, the estimate reflected and
+    divided by the observed SE (b / se = z), so a resample's own SE, which rises and falls with
+    its estimate when a path is weakly identified, cannot shrink the spread. Either way the
+    reflection carries the bootstrap's estimate of the bias to the right side; VAAR_soft itself
+    is bounded and skewed, which a percentile interval of it inherits. A draw counts for a
+    model when it has every path the observed fit has."""
     rows = []
     observed = result.observed_paths
     for model, mine in observed.groupby("model", sort=False):
-        keys = list(zip(mine["lhs"], mine["rhs"], strict=True))
+        keys = pd.MultiIndex.from_tuples(list(zip(mine["lhs"], mine["rhs"], strict=True)))
         signs = mine["expected_sign"].to_numpy(float)
-        z_obs = mine["z"].to_numpy(float)
+        z_obs, se_obs = mine["z"].to_numpy(float), mine["z_se"].to_numpy(float)
         drawn = result.paths[result.paths["model"] == model]
         z = drawn.pivot_table(index="draw", columns=["lhs", "rhs"], values="z")
-        z = z.reindex(columns=pd.MultiIndex.from_tuples(keys)).dropna()
+        z = z.reindex(columns=keys).dropna()
         if z.empty:
             continue
-        metrics = sign_metrics(2 * z_obs - z.to_numpy(float), signs, result.alpha)
+        z_star = z.to_numpy(float)
+        if method == "basic-est":  # b* / se_obs = z* * se* / se_obs
+            se = drawn.pivot_table(index="draw", columns=["lhs", "rhs"], values="z_se")
+            z_star = z_star * se.reindex(columns=keys).loc[z.index].to_numpy(float) / se_obs
+        metrics = sign_metrics(2 * z_obs - z_star, signs, result.alpha)
         rows.append(pd.DataFrame({"draw": z.index, "model": model, **metrics}))
     columns = ["draw", "model", *METRICS]
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)

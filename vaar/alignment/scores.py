@@ -27,8 +27,8 @@ from vaar.errors import VaarError
 LOGLOSS_FLOOR = 1e-6  # per-path loss is capped at -ln(1e-6) = 13.8 instead of going to infinity
 STD_SE_COLUMNS = ("se_std_all", "std_se", "se_std")  # a standardized SE, if vaar.sem gives one
 EVIDENCE_COLUMNS = [
-    "model", "lhs", "rhs", "role", "expected_sign", "est", "se", "z", "pvalue", "evidence",
-    "supports", "level", "scale", "note",
+    "model", "lhs", "rhs", "role", "expected_sign", "est", "se", "z", "z_se", "pvalue",
+    "evidence", "supports", "level", "scale", "note",
 ]  # fmt: skip
 SCORE_COLUMNS = ["model", "vaar_soft", "vaar_hard", "vaar_logloss", "n_paths", "level", "note"]
 REQUIRED = ("level", "group", "lhs", "op", "rhs", "est", "se")
@@ -77,7 +77,7 @@ def path_evidence(
 def _evidence_row(model, path, sign, hit, level, standardized, std_se, alpha) -> dict:
     row = {
         "model": model, "lhs": path.lhs, "rhs": path.rhs, "role": path.role,
-        "expected_sign": sign, "est": math.nan, "se": math.nan, "z": math.nan,
+        "expected_sign": sign, "est": math.nan, "se": math.nan, "z": math.nan, "z_se": math.nan,
         "pvalue": math.nan, "evidence": math.nan, "supports": False, "level": level,
         "scale": "standardized" if standardized else "unstandardized", "note": "",
     }  # fmt: skip
@@ -89,7 +89,7 @@ def _evidence_row(model, path, sign, hit, level, standardized, std_se, alpha) ->
     if not (math.isfinite(b) and math.isfinite(se) and se > 0):
         row.update(est=b, se=se, note=f"not estimable: est={b}, se={se}")
         return row
-    z = b / se  # the unstandardized Wald z; also used for std_all unless vaar.sem gives its SE
+    z, z_se = b / se, se  # the unstandardized Wald z; also for std_all unless it has an SE
     pvalue = float(first["pvalue"]) if "pvalue" in first else math.nan
     if standardized:
         b = float(first["std_all"])
@@ -98,7 +98,7 @@ def _evidence_row(model, path, sign, hit, level, standardized, std_se, alpha) ->
             if not (math.isfinite(b) and math.isfinite(se) and se > 0):
                 row.update(est=b, se=se, note=f"standardized path not estimable: {b}, se={se}")
                 return row
-            z, pvalue = b / se, math.nan
+            z, z_se, pvalue = b / se, se, math.nan
         else:
             se = math.nan
             row["note"] = "standardized estimate; evidence uses the unstandardized z"
@@ -106,7 +106,7 @@ def _evidence_row(model, path, sign, hit, level, standardized, std_se, alpha) ->
         pvalue = float(2 * norm.sf(abs(z)))
     evidence = float(norm.cdf(sign * z))
     row.update(
-        est=b, se=se, z=z, pvalue=pvalue, evidence=evidence,
+        est=b, se=se, z=z, z_se=z_se, pvalue=pvalue, evidence=evidence,
         supports=bool(np.sign(z) == sign and pvalue < alpha),
     )  # fmt: skip
     return row
