@@ -190,7 +190,7 @@ def test_sign_metrics_equal_the_scores_and_basic_z_reflects_each_path():
     result = BootstrapResult(
         pd.DataFrame(), pd.concat([moved, incomplete]), observed, pd.DataFrame(), pd.DataFrame(), 2
     )
-    reflected = reflected_draws(result).set_index(["model", "draw"])
+    reflected = reflected_draws(result, "basic-z").set_index(["model", "draw"])
     expected = sign_metrics((z + np.array([0.5, -1.0]))[None, :], signs, 0.05)
     assert reflected.loc[("m", 0), "vaar_soft"] == pytest.approx(expected["vaar_soft"][0])
     assert ("m", 1) not in reflected.index  # a draw without every path does not count

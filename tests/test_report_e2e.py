@@ -157,7 +157,7 @@ def test_human_group_level_and_bootstrap_from_the_command_line(tmp_path):
     out = tmp_path / "out"
     args = ["analyze", str(tmp_path / "mixed"), "--out", str(out), "--human-group", "humans"]
     options = ["--bootstrap", "3", "--workers", "1", "--standardized", "--level", "configural"]
-    options += ["--intervals", "percentile"]
+    options += ["--intervals", "basic-z"]  # the default is percentile
     result = CliRunner().invoke(main, [*args, *options])
     assert result.exit_code == 0, result.output
     assert "[vaar] bootstrap: 3/3 draws refitted" in result.output
@@ -171,7 +171,7 @@ def test_human_group_level_and_bootstrap_from_the_command_line(tmp_path):
     assert soft["sim-reversed"]["vaar_soft"] > 0.9 > 0.1 > soft["sim-aligned"]["vaar_soft"]
     assert all(r["draws_ok"] + r["draws_failed"] == 3 for r in soft.values())
     assert alignment["bootstrap"]["requested"] == 3
-    assert alignment["bootstrap"]["interval_method"] == "percentile"
+    assert alignment["bootstrap"]["interval_method"] == "basic-z"
     human = alignment["human_paths"]
     assert {r["group"] for r in human} == {"humans"} and len(human) == 2
     html = (out / "mixed" / "index.html").read_text(encoding="utf-8")

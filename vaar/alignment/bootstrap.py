@@ -1,5 +1,6 @@
 """Bootstrap uncertainty for VAAR: resample sessions within each model, refit with vaar.sem,
-rescore. Percentile CIs per model, and per pair of models a CI of their VAAR difference.
+rescore. CIs per model (percentile by default), and per pair of models a CI of their VAAR
+difference.
 
 Every draw is an independent job on an Executor (executors.refit_executor). A draw whose fit
 fails, or in which a model is not estimable, is counted as failed for that model and left out
@@ -19,11 +20,11 @@ import pandas as pd
 
 from vaar.alignment.reference import Reference, _as_path
 from vaar.alignment.scores import path_evidence, scores_from_evidence, sign_metrics
+from vaar.config import INTERVAL_METHODS
 from vaar.errors import VaarError
 
 METRICS = ("vaar_soft", "vaar_hard", "vaar_logloss")
 PATH_COLUMNS = ("model", "lhs", "rhs", "expected_sign", "z", "z_se")
-INTERVAL_METHODS = ("basic-est", "basic-z", "percentile")
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ class BootstrapResult:
     confidence: float = 0.95
     seed: int = 0
     level: str = "configural"
-    method: str = "basic-z"
+    method: str = INTERVAL_METHODS[0]
     alpha: float = 0.05
 
     def to_dict(self) -> dict:
@@ -224,16 +225,17 @@ def bootstrap_vaar(
     observed: pd.DataFrame | None = None,
     observed_paths: pd.DataFrame | None = None,
     confidence: float = 0.95,
-    method: str = "basic-z",
+    method: str = INTERVAL_METHODS[0],
     progress=None,
 ) -> BootstrapResult:
     """Bootstrap CIs of every model's VAAR; `data` is the table that was fitted (scored wide).
 
     `executor` runs the refits (default: local worker processes, see refit_executor).
     `observed` (vaar_scores on the original data) gives the point estimates of the pairwise
-    differences and `observed_paths` (its path evidence) the z that "basic-z" reflects around;
-    without them the data are fitted once more as they are. `method`: "basic-z" (default) or
-    "percentile" (see docs/vaar.md). `progress(done, total)` is called after each draw.
+    differences and `observed_paths` (its path evidence) the paths the basic methods reflect
+    around; without them the data are fitted once more as they are. `method`: one of
+    INTERVAL_METHODS, "percentile" by default (see docs/vaar.md). `progress(done, total)` is
+    called after each draw.
     """
     if draws < 1:
         raise VaarError(f"bootstrap draws must be >= 1, got {draws}")
@@ -300,7 +302,7 @@ def intervals_by(
     return intervals, _pairwise(values, models, observed, result.confidence)
 
 
-def reflected_draws(result: BootstrapResult, method: str = "basic-z") -> pd.DataFrame:
+def reflected_draws(result: BootstrapResult, method: str) -> pd.DataFrame:
     """VAAR of every draw with each path reflected around its observed value.
 
     "basic-z": z** = 2z - z*. "basic-est": z** = (2b - b*) / se, the estimate reflected and

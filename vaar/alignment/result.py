@@ -29,6 +29,7 @@ from vaar.alignment.scores import (
     scores_from_evidence,
     standardized_se_column,
 )
+from vaar.config import INTERVAL_METHODS
 from vaar.errors import VaarError
 
 FORMULA_NOTE = (
@@ -138,7 +139,7 @@ def align(
     executor: Executor | None = None,
     seed: int = 0,
     confidence: float = 0.95,
-    interval_method: str = "basic-z",
+    interval_method: str = INTERVAL_METHODS[0],
     progress=None,
 ) -> AlignmentResult:
     """Score every model of a fitted SEM against the human reference.
@@ -151,7 +152,8 @@ def align(
     `bootstrap` is a BootstrapResult, or a number of draws to run now: sessions are resampled
     within model from the data vaar.sem fitted (`sem_result.data`) and refitted on local worker
     processes, on the Dask cluster at `scheduler`, or on a given `executor`; CI columns are
-    added to `scores`. `interval_method`: "basic-z" (default) or "percentile" (docs/vaar.md).
+    added to `scores`. `interval_method`: one of INTERVAL_METHODS, "percentile" by default
+    (docs/vaar.md).
     """
     if not 0 < alpha < 1:
         raise VaarError(f"alpha must be between 0 and 1, got {alpha}")

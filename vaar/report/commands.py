@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from vaar.config import INTERVAL_METHODS
 from vaar.errors import VaarError
 
 
@@ -73,9 +74,9 @@ def _read_model(path: str) -> str:
 @click.option(
     "--intervals",
     "interval_method",
-    type=click.Choice(["basic-z", "percentile"]),
-    help="Bootstrap interval method: basic on each path's z scale (default), or percentile of "
-    "the refits' VAAR (docs/vaar.md).",
+    type=click.Choice(INTERVAL_METHODS),
+    help="Bootstrap interval method: percentile of the refits' VAAR (default), or basic on each "
+    "path's z (basic-z) or estimate (basic-est) scale; coverage of each in docs/vaar.md.",
 )
 @click.option(
     "--scheduler",
