@@ -104,6 +104,20 @@ def population_vaar_soft(z_large: list[float], signs: list[int], n_large: int, n
     return float(norm.cdf(np.asarray(signs) * z).mean())
 
 
+def fit_configural(data: pd.DataFrame, instruments):
+    """The vaar model fitted by lavaan at the configural level to simulated answers (scored):
+    every group estimated on its own. Returns (vaar.sem result, the vaar model)."""
+    from vaar.data import score_items
+    from vaar.sem import build_vaar_model, fit_ladder
+
+    model = build_vaar_model(instruments)
+    fit = fit_ladder(
+        score_items(data, instruments), model.syntax, "model", levels=["configural"],
+        equal_paths=False,
+    )  # fmt: skip
+    return fit, model
+
+
 def mean_z_vaar_soft(
     planted: tuple[float, float], instruments, *, sessions: int, datasets: int,
     groups: int = 4, seed: int = 10_000,
@@ -115,10 +129,7 @@ def mean_z_vaar_soft(
     inflated), so this finite-sample target sits below population_vaar_soft. Coverage against
     both targets separates the interval method's error from the Wald z's own bias."""
     from vaar.alignment import align, load_reference
-    from vaar.data import score_items
-    from vaar.sem import build_vaar_model, fit_ladder
 
-    model = build_vaar_model(instruments)
     reference = load_reference()
     evidence = []
     for i in range(datasets):
@@ -126,10 +137,7 @@ def mean_z_vaar_soft(
             {f"mc{i}_g{g}": planted for g in range(groups)}, instruments, sessions=sessions,
             seed=seed + i,
         )  # fmt: skip
-        fit = fit_ladder(
-            score_items(data, instruments), model.syntax, "model", levels=["configural"],
-            equal_paths=False,
-        )  # fmt: skip
+        fit, model = fit_configural(data, instruments)
         evidence.append(align(fit, model.paths, reference).evidence)
     paths = pd.concat(evidence).dropna(subset=["z"]).groupby("rhs")
     mean_z = paths["z"].mean()
@@ -164,14 +172,10 @@ def measure_coverage(
     from vaar.alignment import align, load_reference
     from vaar.alignment.bootstrap import intervals_by
     from vaar.config import INTERVAL_METHODS
-    from vaar.data import score_items
-    from vaar.sem import build_vaar_model, fit_ladder
 
-    model = build_vaar_model(instruments)
     reference = load_reference()
     big = simulate_wide({"big": planted}, instruments, sessions=n_large, seed=seed)
-    big = score_items(big, instruments)
-    big_fit = fit_ladder(big, model.syntax, "model", levels=["configural"], equal_paths=False)
+    big_fit, model = fit_configural(big, instruments)
     evidence = align(big_fit, model.paths, reference).evidence
     targets = {
         "population": population_vaar_soft(
@@ -190,10 +194,7 @@ def measure_coverage(
     for rep in range(replicates):
         names = {f"rep{rep}_g{g}": planted for g in range(groups)}
         data = simulate_wide(names, instruments, sessions=sessions, seed=seed + 1 + rep)
-        fit = fit_ladder(
-            score_items(data, instruments), model.syntax, "model", levels=["configural"],
-            equal_paths=False,
-        )  # fmt: skip
+        fit, model = fit_configural(data, instruments)
         result = align(
             fit, model.paths, reference, bootstrap=draws, executor=executor, seed=seed + rep,
             confidence=confidence,
