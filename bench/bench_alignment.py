@@ -3,6 +3,7 @@ VAAR_soft of planted aligned, reversed and null models, through real lavaan refi
 
     .venv/bin/python bench/bench_alignment.py [--replicates 10 --groups 3 --draws 50 ...]
     .venv/bin/python bench/bench_alignment.py --idealized   # interval methods, no lavaan
+    .venv/bin/python bench/bench_alignment.py --only null --judge bench/results/coverage_*null.csv
 
 Prints one line per planting, interval method and target (population, and mean z at the
 study's n): intervals, coverage (with its binomial SE), misses below/above, mean CI width, mean
@@ -15,7 +16,13 @@ import math
 import time
 
 from vaar.alignment import refit_executor
-from vaar.alignment.simulate import COVERED, measure_coverage, short_instruments
+from vaar.alignment.simulate import (
+    COVERED,
+    coverage_targets,
+    covered_by,
+    measure_coverage,
+    short_instruments,
+)
 from vaar.config import INTERVAL_METHODS
 from vaar.instruments import load_instrument
 
@@ -56,6 +63,61 @@ def idealized(replicates: int = 2000, draws: int = 400, seed: int = 1) -> None:
         print(f"  |z|={z:<4} target={truth:.3f}  {rates}")
 
 
+def summarize(name: str, rows, targets: dict[str, float], draws: int, seconds: float) -> None:
+    """One line per interval method and target: coverage with its binomial SE, misses below
+    and above, mean width, mean VAAR_soft, failed model-draws."""
+    for method, mine in rows.groupby("method", sort=False):
+        for target, truth in targets.items():
+            judged = mine.dropna(subset=[COVERED[target]])
+            coverage = judged[COVERED[target]].astype(bool).mean()
+            se = math.sqrt(coverage * (1 - coverage) / max(len(judged), 1))
+            print(
+                f"{name:13s} {method:10s} planted={PLANTINGS[name]} "
+                f"target({target})={truth:.3f} intervals={len(judged)} "
+                f"coverage={coverage:.3f} (SE {se:.3f}) "
+                f"missed: below={int((judged['ci_upper'] < truth).sum())} "
+                f"above={int((judged['ci_lower'] > truth).sum())} "
+                f"mean_width={(judged['ci_upper'] - judged['ci_lower']).mean():.3f} "
+                f"mean_vaar_soft={mine['vaar_soft'].mean():.3f} "
+                f"failed_draws={(draws - mine['draws_ok']).sum()} seconds={seconds:.0f}",
+                flush=True,
+            )
+
+
+def judge(paths: list[str], name: str, instruments, args) -> None:
+    """Judge intervals a bench run wrote (--csv-prefix files, several runs pooled) against
+    targets computed now: rates for intervals of runs made before a target changed."""
+    import pandas as pd
+
+    start = time.perf_counter()
+    rows = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    targets = coverage_targets(
+        PLANTINGS[name], instruments, sessions=args.sessions, mc_datasets=args.mc_datasets,
+        groups=args.groups, seed=args.seed,
+    )  # fmt: skip
+    bounds = zip(rows["ci_lower"], rows["ci_upper"], strict=True)
+    judged = [covered_by(lo, hi, targets) for lo, hi in bounds]
+    rows = rows.drop(columns=list(COVERED.values()), errors="ignore")
+    rows = rows.join(pd.DataFrame(judged, index=rows.index))
+    summarize(name, rows, targets, args.draws, time.perf_counter() - start)
+
+
+def progress_line(name: str, replicates: int, start: float):
+    def report(rep: int, rows: list[dict]) -> None:
+        counts = ", ".join(
+            f"{m} {sum(bool(r['covered']) for r in rows if r['method'] == m)}/"
+            f"{sum(r['method'] == m for r in rows)}"
+            for m in INTERVAL_METHODS
+        )
+        print(
+            f"  {name}: replicate {rep + 1}/{replicates} done, {counts} covered so far "
+            f"({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
+
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicates", type=int, default=10, help="data sets per planting")
@@ -79,6 +141,13 @@ def main() -> None:
         help="every interval is written to PREFIX<planting>.csv",
     )
     parser.add_argument(
+        "--judge",
+        nargs="+",
+        metavar="CSV",
+        help="no refits: judge these intervals (of the one --only planting) against targets "
+        "computed now",
+    )
+    parser.add_argument(
         "--idealized", action="store_true", help="only the no-lavaan interval comparison (seconds)"
     )
     args = parser.parse_args()
@@ -88,6 +157,11 @@ def main() -> None:
     instruments = short_instruments(
         [load_instrument(i) for i in ("iuipc10", "psa", "aods")], args.items
     )
+    if args.judge:
+        if len(args.only) != 1:
+            parser.error("--judge needs exactly one planting in --only")
+        judge(args.judge, args.only[0], instruments, args)
+        return
     print(
         f"replicates={args.replicates} groups={args.groups} sessions={args.sessions} "
         f"draws={args.draws} items/instrument={args.items} seed={args.seed}"
@@ -99,34 +173,10 @@ def main() -> None:
                 PLANTINGS[name], instruments, replicates=args.replicates, groups=args.groups,
                 sessions=args.sessions, draws=args.draws, executor=executor, seed=args.seed,
                 mc_datasets=args.mc_datasets,
-                progress=lambda rep, rows, name=name, start=start: print(
-                    f"  {name}: replicate {rep + 1}/{args.replicates} done, "
-                    + ", ".join(
-                        f"{m} {sum(bool(r['covered']) for r in rows if r['method'] == m)}/"
-                        f"{sum(r['method'] == m for r in rows)}" for m in INTERVAL_METHODS
-                    ) + " covered so far "
-                    f"({time.perf_counter() - start:.0f} s)", flush=True,
-                ),
+                progress=progress_line(name, args.replicates, start),
             )  # fmt: skip
             rows.to_csv(f"{args.csv_prefix}{name.replace(' ', '_')}.csv", index=False)
-            for method, mine in rows.groupby("method", sort=False):
-                for target, truth in targets.items():
-                    judged = mine.dropna(subset=[COVERED[target]])
-                    coverage = judged[COVERED[target]].astype(bool).mean()
-                    se = math.sqrt(coverage * (1 - coverage) / max(len(judged), 1))
-                    width = (judged["ci_upper"] - judged["ci_lower"]).mean()
-                    below = int((judged["ci_upper"] < truth).sum())  # the interval misses low
-                    above = int((judged["ci_lower"] > truth).sum())
-                    print(
-                        f"{name:13s} {method:10s} planted={PLANTINGS[name]} "
-                        f"target({target})={truth:.3f} intervals={len(judged)} "
-                        f"coverage={coverage:.3f} (SE {se:.3f}) "
-                        f"missed: below={below} above={above} "
-                        f"mean_width={width:.3f} mean_vaar_soft={mine['vaar_soft'].mean():.3f} "
-                        f"failed_draws={(args.draws - mine['draws_ok']).sum()} "
-                        f"seconds={time.perf_counter() - start:.0f}",
-                        flush=True,
-                    )
+            summarize(name, rows, targets, args.draws, time.perf_counter() - start)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from vaar.alignment.reference import Reference, _as_path
 from vaar.alignment.scores import path_evidence, scores_from_evidence, sign_metrics
 from vaar.config import INTERVAL_METHODS
 from vaar.errors import VaarError
+from vaar.sem.result import json_records
 
 METRICS = ("vaar_soft", "vaar_hard", "vaar_logloss")
 PATH_COLUMNS = ("model", "lhs", "rhs", "expected_sign", "z", "z_se")
@@ -203,16 +204,9 @@ class BootstrapResult:
             "interval_method": self.method,
             "method": INTERVAL_NOTES[self.method],
             "failed_fits": self.failed_fits,
-            "intervals": _records(self.intervals),
-            "pairwise": _records(self.pairwise),
+            "intervals": json_records(self.intervals),
+            "pairwise": json_records(self.pairwise),
         }
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    return [
-        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-        for row in frame.astype(object).to_dict("records")
-    ]
 
 
 def bootstrap_vaar(

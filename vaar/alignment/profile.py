@@ -15,6 +15,7 @@ import pandas as pd
 
 from vaar.alignment.reliability import cronbach_alpha, mcdonald_omega
 from vaar.errors import VaarError
+from vaar.sem.result import json_records
 
 PROFILE_COLUMNS = [
     "model", "instrument", "factor", "n_items", "n_sessions", "mean", "sd", "alpha", "omega",
@@ -38,17 +39,9 @@ class Profiles:
         return {
             "splits": self.splits,
             "seed": self.seed,
-            "table": _records(self.table),
-            "stability": _records(self.stability),
+            "table": json_records(self.table),
+            "stability": json_records(self.stability),
         }
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    """JSON-ready rows: NaN becomes None."""
-    return [
-        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-        for row in frame.astype(object).to_dict("records")
-    ]
 
 
 @dataclass(frozen=True)

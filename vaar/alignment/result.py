@@ -31,6 +31,7 @@ from vaar.alignment.scores import (
 )
 from vaar.config import INTERVAL_METHODS
 from vaar.errors import VaarError
+from vaar.sem.result import json_records
 
 FORMULA_NOTE = (
     "The paper (Chen, Yu & Hu 2026, arXiv 2601.03546) describes VAAR as a human-referenced "
@@ -77,21 +78,14 @@ class AlignmentResult:
             "formula_note": FORMULA_NOTE,
             "definitions": DEFINITIONS,
             "logloss_floor": LOGLOSS_FLOOR,
-            "scores": _records(self.scores),
-            "path_evidence": _records(self.evidence),
-            "not_estimable": _records(self.not_estimable),
+            "scores": json_records(self.scores),
+            "path_evidence": json_records(self.evidence),
+            "not_estimable": json_records(self.not_estimable),
             "reference": self.reference.to_dict(),
             "human_group": self.reference.human_group,
-            "human_paths": _records(self.human_paths) if self.human_paths is not None else [],
+            "human_paths": json_records(self.human_paths) if self.human_paths is not None else [],
             "bootstrap": self.bootstrap.to_dict() if self.bootstrap else None,
         }
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    return [
-        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-        for row in frame.astype(object).to_dict("records")
-    ]
 
 
 def resolve_level(sem_result, level: str) -> tuple[str, str]:

@@ -125,26 +125,28 @@ def scores_from_evidence(evidence: pd.DataFrame, level: str) -> pd.DataFrame:
             row.update(vaar_soft=math.nan, vaar_hard=math.nan, vaar_logloss=math.nan)
             row["note"] = f"not estimable ({reasons})"
         else:
-            c = paths["evidence"].to_numpy(float)
-            row.update(
-                vaar_soft=float(c.mean()),
-                vaar_hard=float(paths["supports"].mean()),
-                vaar_logloss=float(-np.log(np.maximum(c, LOGLOSS_FLOOR)).mean()),
+            variants = _variants(
+                paths["evidence"].to_numpy(float), paths["supports"].to_numpy(bool)
             )
+            row.update({name: float(value) for name, value in variants.items()})
         out.append(row)
     return pd.DataFrame(out, columns=SCORE_COLUMNS)
 
 
-def sign_metrics(z: np.ndarray, signs: np.ndarray, alpha: float) -> dict[str, np.ndarray]:
-    """The three VAAR variants for rows of path z's (draws x paths) with expected `signs`:
-    the same formulas as scores_from_evidence, vectorised for bootstrap draws."""
-    agree = signs * z
-    evidence = norm.cdf(agree)
+def _variants(evidence: np.ndarray, supports: np.ndarray) -> dict:
+    """The three VAAR variants over the last axis (paths): the one place their formulas live."""
     return {
-        "vaar_soft": evidence.mean(axis=1),
-        "vaar_hard": (agree > norm.ppf(1 - alpha / 2)).mean(axis=1),
-        "vaar_logloss": -np.log(np.maximum(evidence, LOGLOSS_FLOOR)).mean(axis=1),
+        "vaar_soft": evidence.mean(axis=-1),
+        "vaar_hard": supports.mean(axis=-1),
+        "vaar_logloss": -np.log(np.maximum(evidence, LOGLOSS_FLOOR)).mean(axis=-1),
     }
+
+
+def sign_metrics(z: np.ndarray, signs: np.ndarray, alpha: float) -> dict[str, np.ndarray]:
+    """The three VAAR variants for rows of path z's (draws x paths) with expected `signs`, as
+    scores_from_evidence gives them, vectorised for bootstrap draws."""
+    agree = signs * z
+    return _variants(norm.cdf(agree), agree > norm.ppf(1 - alpha / 2))
 
 
 def vaar_scores(

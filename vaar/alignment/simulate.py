@@ -121,7 +121,7 @@ def fit_configural(data: pd.DataFrame, instruments):
 def mean_z_vaar_soft(
     planted: tuple[float, float], instruments, *, sessions: int, datasets: int,
     groups: int = 4, seed: int = 10_000,
-) -> tuple[float, dict[str, float]]:  # fmt: skip
+) -> float:  # fmt: skip
     """The VAAR_soft target at the average Wald z of `datasets` x `groups` independent
     samples of n sessions: mean over paths of Phi(s * mean z).
 
@@ -142,7 +142,41 @@ def mean_z_vaar_soft(
     paths = pd.concat(evidence).dropna(subset=["z"]).groupby("rhs")
     mean_z = paths["z"].mean()
     signs = paths["expected_sign"].first()
-    return float(norm.cdf(signs * mean_z).mean()), {k: float(v) for k, v in mean_z.items()}
+    return float(norm.cdf(signs * mean_z).mean())
+
+
+def coverage_targets(
+    planted: tuple[float, float], instruments, *, sessions: int, n_large: int = 40_000,
+    mc_datasets: int = 0, groups: int = 4, seed: int = 0,
+) -> dict[str, float]:  # fmt: skip
+    """What a VAAR_soft interval at n = `sessions` is judged against: "population"
+    (population_vaar_soft from one fit of `n_large` sessions) and, when `mc_datasets` > 0,
+    "mean z" (mean_z_vaar_soft on that many independent data sets). For a null planting both
+    are exactly 0.5 (z is symmetric around 0); fits would only add their sampling noise."""
+    from vaar.alignment import align, load_reference
+
+    if not any(planted):
+        return {"population": 0.5, **({"mean z": 0.5} if mc_datasets else {})}
+    big = simulate_wide({"big": planted}, instruments, sessions=n_large, seed=seed)
+    big_fit, model = fit_configural(big, instruments)
+    evidence = align(big_fit, model.paths, load_reference()).evidence
+    targets = {
+        "population": population_vaar_soft(
+            list(evidence["z"]), list(evidence["expected_sign"]), n_large, sessions
+        )
+    }
+    if mc_datasets:
+        targets["mean z"] = mean_z_vaar_soft(
+            planted, instruments, sessions=sessions, datasets=mc_datasets, groups=groups,
+            seed=seed + 10_000,
+        )  # fmt: skip
+    return targets
+
+
+def covered_by(lo: float, hi: float, targets: dict[str, float]) -> dict[str, bool | None]:
+    """Whether [lo, hi] holds each target, as row columns (COVERED); None for no interval."""
+    finite = bool(np.isfinite([lo, hi]).all())
+    return {COVERED[t]: bool(lo <= value <= hi) if finite else None for t, value in targets.items()}
 
 
 def measure_coverage(
@@ -165,30 +199,18 @@ def measure_coverage(
     Each replicate is a multi-group data set whose `groups` groups are independent samples of
     the same planted model (the configural fit estimates every group on its own), so one
     bootstrap gives `groups` intervals per method. Returns one row per interval (with `method`
-    and `covered`) and the targets: "population" (population_vaar_soft) and, when
-    `mc_datasets` > 0, "mean z" (mean_z_vaar_soft on that many independent data sets; rows
-    then carry `covered_mean_z` too). `progress(replicate, rows_so_far)` after each replicate.
-    Every interval method (vaar.config.INTERVAL_METHODS) is judged on the same draws."""
+    and `covered`, plus `covered_mean_z` when `mc_datasets` > 0) and the coverage_targets;
+    `progress(replicate, rows_so_far)` after each replicate. Every interval method
+    (vaar.config.INTERVAL_METHODS) is judged on the same draws."""
     from vaar.alignment import align, load_reference
     from vaar.alignment.bootstrap import intervals_by
     from vaar.config import INTERVAL_METHODS
 
     reference = load_reference()
-    big = simulate_wide({"big": planted}, instruments, sessions=n_large, seed=seed)
-    big_fit, model = fit_configural(big, instruments)
-    evidence = align(big_fit, model.paths, reference).evidence
-    targets = {
-        "population": population_vaar_soft(
-            list(evidence["z"]), list(evidence["expected_sign"]), n_large, sessions
-        )
-    }
-    if not any(planted):
-        targets["population"] = 0.5  # population z is 0; the large fit's z would add noise
-    if mc_datasets:
-        targets["mean z"], _ = mean_z_vaar_soft(
-            planted, instruments, sessions=sessions, datasets=mc_datasets, groups=groups,
-            seed=seed + 10_000,
-        )  # fmt: skip
+    targets = coverage_targets(
+        planted, instruments, sessions=sessions, n_large=n_large, mc_datasets=mc_datasets,
+        groups=groups, seed=seed,
+    )  # fmt: skip
 
     rows = []
     for rep in range(replicates):
@@ -209,11 +231,7 @@ def measure_coverage(
                         "replicate": rep, "model": row["model"], "method": method,
                         "vaar_soft": observed[row["model"]], "ci_lower": lo, "ci_upper": hi,
                         "draws_ok": row["draws_ok"],
-                        **{
-                            COVERED[target]: bool(lo <= value <= hi)
-                            if np.isfinite([lo, hi]).all() else None
-                            for target, value in targets.items()
-                        },
+                        **covered_by(lo, hi, targets),
                     }
                 )  # fmt: skip
         if progress:

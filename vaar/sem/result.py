@@ -111,19 +111,15 @@ class SemResult:
 
     def to_dict(self) -> dict:
         """JSON-ready plain data (NaN becomes None)."""
-
-        def records(frame: pd.DataFrame) -> list[dict]:
-            return [_clean(r) for r in frame.to_dict(orient="records")]
-
         return {
-            "estimates": records(self.estimates),
-            "fits": records(self.fits),
-            "group_fits": records(self.group_fits),
-            "comparisons": records(self.comparisons),
+            "estimates": json_records(self.estimates),
+            "fits": json_records(self.fits),
+            "group_fits": json_records(self.group_fits),
+            "comparisons": json_records(self.comparisons),
             "decision": _clean(self.decision),
-            "partial": records(self.partial),
+            "partial": json_records(self.partial),
             "equal_paths": _clean(self.equal_paths),
-            "bootstrap": records(self.bootstrap),
+            "bootstrap": json_records(self.bootstrap),
             "diagnostics": _clean(self.diagnostics),
             "options": _clean(self.options),
             "estimator": self.estimator,
@@ -133,6 +129,11 @@ class SemResult:
             "versions": dict(self.versions),
             "lavaan_output": dict(self.lavaan_output),
         }
+
+
+def json_records(frame: pd.DataFrame) -> list[dict]:
+    """A table's rows as JSON-ready dicts: NaN becomes None, numpy scalars plain Python."""
+    return [_clean(r) for r in frame.to_dict(orient="records")]
 
 
 def _clean(value):
