@@ -12,33 +12,13 @@ import platform
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from vaar import __version__
 from vaar.config import AnalysisSpec, Study
-
-
-@dataclass
-class StudyResult:
-    """Everything a report needs about one analysed study (plain data, no live R objects)."""
-
-    study: Study | None  # None when analysing a data file without a study config
-    name: str
-    instruments: list  # list[vaar.instruments.Instrument]
-    collection: dict  # per-model collection summary (sessions, valid rate, tokens, cost), may be {}
-    long: pd.DataFrame | None  # long table (see docs/architecture.md), None for wide-only input
-    wide: pd.DataFrame  # raw wide table as analysed
-    model: Any  # vaar.sem.VaarModel (syntax, paths) or a user model
-    sem: Any  # vaar.sem.SemResult
-    alignment: Any  # vaar.alignment result: scores, path evidence, reference, bootstrap
-    profiles: Any  # vaar.alignment profiles
-    provenance: dict = field(default_factory=dict)  # versions, seeds, config, hashes
-    timings: dict = field(default_factory=dict)  # stage -> seconds
-
+from vaar.result import StudyResult
 
 Echo = Callable[[str], None]
 

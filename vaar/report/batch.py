@@ -273,7 +273,8 @@ def read_any_table(path: Path) -> pd.DataFrame:
 def analyze_user_model(job: Job, syntax: str, group: str, estimator: str, echo: Echo):
     """A StudyResult for a user's own lavaan model on any table: SEM only, no VAAR."""
     from vaar import __version__
-    from vaar.pipeline import StudyResult, _stage, data_hash
+    from vaar.pipeline import _stage, data_hash
+    from vaar.result import StudyResult
     from vaar.sem import analyze_data
 
     if job.data_file is None or job.data_file.suffix.lower() not in TABLE_SUFFIXES:

@@ -40,8 +40,9 @@ def read_input(job_dir: Path, spec: dict) -> pd.DataFrame:
 
 def run_job(progress, *, job_dir: str, spec: dict) -> dict:
     """Analyse one upload and write its report; return a small JSON summary for the job row."""
-    from vaar.pipeline import StudyResult, analyze_tables, study_instruments
+    from vaar.pipeline import analyze_tables, study_instruments
     from vaar.report import write_report
+    from vaar.result import StudyResult
 
     job_dir = Path(job_dir)
     started = time.perf_counter()
