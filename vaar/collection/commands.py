@@ -33,7 +33,9 @@ def collect(study_file, dry_run, prices, max_cost, retry_errors, store, cache, n
 
     \b
     Exit status: 0 when every session is done, 3 while any is incomplete (the summary says
-    why: rerun to resume, or --retry-errors for failed sessions), 2 on bad input.
+    why: rerun to resume, or --retry-errors for failed sessions), 2 on bad input or when the
+    store cannot be used (disk full, locked, in use by another vaar): every turn stored so far
+    is kept, and a rerun resumes from them.
     """
     from vaar.collection.cost import estimate, load_prices
     from vaar.collection.runner import collect as run_collect

@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from aiolimiter import AsyncLimiter
@@ -36,42 +35,8 @@ from vaar.collection.sessions import (
     session_id,
 )
 from vaar.collection.store import AnswerRow, ReplyCache, Store, TurnRecord, estimate_tokens
+from vaar.collection.summary import CollectionSummary
 from vaar.errors import VaarError
-
-
-@dataclass
-class CollectionSummary:
-    store_path: Path
-    models: dict[str, dict] = field(default_factory=dict)  # per model counts, tokens, cost
-    incomplete: list[str] = field(default_factory=list)  # one line per reason
-    stopped: str | None = None  # e.g. "max cost reached"
-    elapsed: float = 0.0
-
-    @property
-    def complete(self) -> bool:
-        return not self.incomplete
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["store_path"] = str(self.store_path)
-        out["complete"] = self.complete
-        return out
-
-    def lines(self) -> list[str]:
-        out = []
-        for name, m in self.models.items():
-            valid = m["answers"].get("ok", 0)
-            total = sum(m["answers"].values()) or 1
-            out.append(
-                f"{name}: {m['done']}/{m['sessions']} sessions done, {m['failed']} failed; "
-                f"{valid / total:.1%} valid answers; {m['prompt_tokens']} prompt + "
-                f"{m['completion_tokens']} completion tokens"
-                + (f"; cost {m['cost']:.4f}" if m["cost"] else "")
-            )
-        if self.stopped:
-            out.append(f"stopped: {self.stopped}")
-        out += [f"incomplete: {why}" for why in self.incomplete]
-        return out
 
 
 def load_study_instruments(study) -> list:
@@ -265,9 +230,7 @@ class ModelRun:
             run.study.session.randomize_items,
             seed,
         )
-        store.start_session(sid, self.spec.name, index, seed, system)
-        if retry_errors:
-            store.con.execute("DELETE FROM answers WHERE session=? AND status='error'", (sid,))
+        store.start_session(sid, self.spec.name, index, seed, system, retry_errors)
         done = store.load_turns(sid)
         system_msg = [{"role": "system", "content": system}]
         system_tokens = estimate_tokens(system_msg)
@@ -311,28 +274,13 @@ class ModelRun:
 
     def fail(self, sid: str, remaining, error: str, fatal: bool) -> None:
         """A request failed for good: record why, mark the unasked items as errors."""
-        store = self.run.store
-        rows = [
-            (
-                sid,
-                self.spec.name,
-                t.instrument.id,
-                p.id,
-                p.position,
-                t.index,
-                error,
-                None,
-                "error",
-                0,
-                "provider error",
-            )
+        unasked = [
+            (t.index, AnswerRow(t.instrument.id, p.id, p.position, error, None, "error", 0,
+                                "provider error"))
             for t in remaining
             for p in t.items
-        ]
-        store.con.execute("BEGIN")
-        store.con.executemany("INSERT OR REPLACE INTO answers VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
-        store.con.execute("COMMIT")
-        store.finish_session(sid, "failed", error)
+        ]  # fmt: skip
+        self.run.store.fail_session(sid, self.spec.name, unasked, error)
         self.stats.failed += 1
         self.errors[error] = self.errors.get(error, 0) + 1
         if fatal and not self.aborted:
@@ -402,7 +350,7 @@ async def collect(
                     show_progress([m.stats for m in run.models], stop_display)
                 )
             try:
-                await asyncio.gather(*(_run_model(m, status, retry_errors) for m in run.models))
+                await run_together(_run_model(m, status, retry_errors) for m in run.models)
             finally:
                 stop_display.set()
                 if display:
@@ -438,7 +386,18 @@ async def _run_model(model: ModelRun, status: dict, retry_errors: bool) -> None:
                 return
             await model.session(index, retry_errors)
 
-    await asyncio.gather(*(one(i) for i in todo))
+    await run_together(one(i) for i in todo)
+
+
+async def run_together(coroutines) -> None:
+    """Run the coroutines concurrently. The first to fail (say, the store cannot be written)
+    cancels the others at once; its exception is raised as is once they have all stopped."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for coroutine in coroutines:
+                group.create_task(coroutine)
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
 
 
 def _summary(run: CollectionRun, store: Store, elapsed: float) -> CollectionSummary:

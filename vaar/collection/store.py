@@ -5,6 +5,14 @@ A single writer (the event loop thread) commits each turn as it completes, so a 
 stopped. WAL with synchronous=NORMAL keeps every committed turn across a killed process (only a
 power loss can drop the last commits) at a few tens of microseconds per commit.
 
+One process writes a store at a time: the writer holds an exclusive flock on `<store>.lock`
+(its pid written in it), which the OS drops when the process ends, however it ends. Readers
+(export, analyze) open the store read-only and take no lock.
+
+Every SQLite failure (disk full, locked by another connection, I/O error) becomes a one-line
+StoreError naming the file; SQLite keeps each transaction all-or-nothing, so the turns
+committed before the failure stay and a rerun resumes from them.
+
 Tables: `meta` (study, config fingerprint), `sessions` (one row per started session), `turns`
 (the messages of each turn, the request body sent without its messages, the response metadata),
 `answers` (one row per session x item: the long table), `cache` (replies that parsed, by key).
@@ -13,13 +21,19 @@ Tables: `meta` (study, config fingerprint), `sessions` (one row per started sess
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import functools
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from vaar.errors import VaarError
+
+BUSY_TIMEOUT = 5.0  # seconds to wait for another connection's write lock before failing
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,6 +52,43 @@ CREATE TABLE IF NOT EXISTS answers (
   PRIMARY KEY (session, item));
 CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, reply TEXT NOT NULL);
 """
+CACHE_SCHEMA = "CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, reply TEXT);"
+
+
+class StoreError(VaarError):
+    """A collection store or reply cache that cannot be opened or written: not a store, in use
+    by another process, disk full, locked, I/O error. One line, naming the file."""
+
+
+def _failure(path: Path, exc: sqlite3.Error) -> StoreError:
+    name = getattr(exc, "sqlite_errorname", None)
+    return StoreError(
+        f"{path}: {exc}{f' ({name})' if name else ''}; every turn stored so far is kept: fix this "
+        "and rerun to resume"
+    )
+
+
+def _guarded(method):
+    """For Store and ReplyCache methods: an open transaction is rolled back on any failure, and
+    an SQLite error becomes a StoreError naming the file, `self.failed`, raised at once by every
+    later call: the run stops, and nothing waits on a store that failed (say, locked) again."""
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        if self.failed:
+            raise self.failed
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            if self.con.in_transaction:  # SQLite rolls back by itself after some errors
+                with contextlib.suppress(sqlite3.Error):
+                    self.con.rollback()
+            if isinstance(exc, sqlite3.Error):
+                self.failed = _failure(self.path, exc)
+                raise self.failed from None
+            raise
+
+    return guarded
 
 
 @dataclass
@@ -62,34 +113,154 @@ class AnswerRow:
     reason: str = ""
 
 
-def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
-    if readonly:
-        if not Path(path).exists():
-            raise VaarError(f"{path}: no such collection store")
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    else:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(path, isolation_level=None)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
+@functools.cache
+def _columns(schema: str) -> dict[str, list[str]]:
+    """Table -> column names that `schema` creates (each fact stays in the SQL above)."""
+    con = sqlite3.connect(":memory:")
     try:
-        con.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+        con.executescript(schema)
+        return _tables(con)
+    finally:
+        con.close()
+
+
+def _tables(con: sqlite3.Connection) -> dict[str, list[str]]:
+    names = con.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite%'"
+    ).fetchall()
+    return {
+        n: [c for (c,) in con.execute("SELECT name FROM pragma_table_info(?)", (n,))]
+        for (n,) in names
+    }
+
+
+def _check_tables(con: sqlite3.Connection, path: Path, schema: str, what: str) -> bool:
+    """True if the database holds `schema`'s tables, False if it is empty; else StoreError."""
+    found = _tables(con)
+    if not found:
+        return False
+    for table, columns in _columns(schema).items():
+        if table not in found:
+            raise StoreError(
+                f"{path}: not a vaar {what} (its tables: "
+                f"{', '.join(sorted(found)[:6])}; another application's database?)"
+            )
+        if found[table] != columns:
+            raise StoreError(
+                f"{path}: not a {what} of this vaar version (table {table} has columns "
+                f"{', '.join(found[table])}; expected {', '.join(columns)})"
+            )
+    return True
+
+
+def writable_path(path: Path, what: str = "collection store") -> Path:
+    """`path` as a file to create or write: not a folder, its folder made if missing."""
+    if path.is_dir():
+        raise StoreError(f"{path}: is a folder, not a {what} file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"{path}: cannot create its folder {path.parent} ({exc.strerror})"
+        ) from None
+    return path
+
+
+def connect(
+    path: Path, readonly: bool = False, schema: str = SCHEMA, what: str = "collection store"
+) -> sqlite3.Connection:
+    """Open a collection store (or, with CACHE_SCHEMA, a reply cache). A writer creates the
+    tables in a new or empty file; whatever else is not one (a folder, a text or binary file,
+    another application's database, a store of another vaar version) is a StoreError."""
+    path = Path(path)
+    try:
+        if readonly:
+            if path.is_dir():
+                raise StoreError(f"{path}: is a folder, not a {what}")
+            if not path.is_file():
+                raise StoreError(f"{path}: no such {what}")
+            uri = f"{path.resolve().as_uri()}?mode=ro"
+            con = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT)
+        else:
+            file = writable_path(path, what)
+            con = sqlite3.connect(file, isolation_level=None, timeout=BUSY_TIMEOUT)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open the {what} ({exc})") from None
+    try:
+        exists = _check_tables(con, path, schema, what)
+        if readonly and not exists:
+            raise StoreError(f"{path}: an empty database, not a vaar {what}")
+        if not readonly:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            if not exists:
+                con.executescript(schema)
     except sqlite3.DatabaseError as exc:
-        raise VaarError(f"{path}: not a vaar collection store ({exc})") from None
+        con.close()
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB":
+            raise StoreError(f"{path}: not a vaar {what} (not an SQLite database)") from None
+        raise _failure(path, exc) from None
+    except BaseException:
+        con.close()
+        raise
     return con
 
 
+def lock_writer(path: Path) -> int:
+    """Take the store's writer lock (an exclusive flock on `<store>.lock`, holding our pid) and
+    return its descriptor; StoreError naming the other writer's pid if it is taken."""
+    lock = writable_path(path).with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot create its lock file {lock} ({exc.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreError(
+            f"{path} is in use by another vaar process (pid {pid}): wait for it to finish "
+            "or stop it"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as exc:
+        os.close(fd)
+        raise StoreError(f"{path}: cannot write its lock file {lock} ({exc.strerror})") from None
+    return fd
+
+
 class Store:
-    def __init__(self, path: str | Path):
+    """A study's collection store. The writer (the default) holds the store's lock until
+    close(); `readonly=True` opens it for reading only, without the lock."""
+
+    def __init__(self, path: str | Path, readonly: bool = False):
         self.path = Path(path)
-        self.con = connect(self.path)
-        self.con.executescript(SCHEMA)
+        self._lock = None if readonly else lock_writer(self.path)
+        try:
+            self.con = connect(self.path, readonly)
+        except BaseException:
+            self._unlock()
+            raise
         self._pending: list = []
+        self.failed: StoreError | None = None
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor drops the flock
+            self._lock = None
 
     def close(self) -> None:
-        self.con.close()
+        try:
+            self._flush()  # turns completed but not yet committed (none after a clean run)
+            self.con.close()
+        finally:
+            self._unlock()
 
     # -- study identity ------------------------------------------------------------------
+    @_guarded
     def bind_study(self, name: str, fingerprint: str, config: dict) -> None:
         """Refuse to mix answers of two different study designs in one store."""
         row = self.con.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
@@ -107,22 +278,35 @@ class Store:
             ):
                 self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    @_guarded
     def meta(self, key: str) -> str | None:
         row = self.con.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
     # -- sessions ------------------------------------------------------------------------
+    @_guarded
     def session_status(self) -> dict[str, tuple[str, str | None]]:
         rows = self.con.execute("SELECT session, status, error FROM sessions")
         return {s: (status, error) for s, status, error in rows}
 
-    def start_session(self, session: str, model: str, idx: int, seed: int, system: str) -> None:
-        self.con.execute(
-            "INSERT INTO sessions VALUES (?, ?, ?, ?, 'running', NULL, ?, ?, NULL) "
-            "ON CONFLICT(session) DO UPDATE SET status='running', error=NULL",
-            (session, model, idx, seed, system, time.time()),
-        )
+    @_guarded
+    def start_session(
+        self, session: str, model: str, idx: int, seed: int, system: str, retry_errors: bool
+    ) -> None:
+        """Record a session as running; with `retry_errors`, forget its earlier error rows."""
+        with self.con:
+            self.con.execute("BEGIN")
+            self.con.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?, 'running', NULL, ?, ?, NULL) "
+                "ON CONFLICT(session) DO UPDATE SET status='running', error=NULL",
+                (session, model, idx, seed, system, time.time()),
+            )
+            if retry_errors:
+                self.con.execute(
+                    "DELETE FROM answers WHERE session=? AND status='error'", (session,)
+                )
 
+    @_guarded
     def load_turns(self, session: str) -> list[TurnRecord]:
         rows = self.con.execute(
             "SELECT turn, instrument, messages FROM turns WHERE session=? ORDER BY turn", (session,)
@@ -137,7 +321,8 @@ class Store:
         """Commit one completed turn; returns once it is durable. Turns that complete in the
         same event-loop iteration share one transaction (group commit): each session still
         waits for its own turn to be committed before asking the next, so nothing is asked
-        twice after a crash, at a fraction of the cost of one commit per turn."""
+        twice after a crash, at a fraction of the cost of one commit per turn. If the commit
+        fails, every turn of the batch raises its StoreError."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._pending.append((turn, future))
@@ -146,15 +331,14 @@ class Store:
         await future
 
     def _flush(self) -> None:
+        """Commit the pending turns; a loop callback, so it never raises: each waiting turn
+        gets the outcome."""
         batch, self._pending = self._pending, []
-        con = self.con
+        if not batch:
+            return
         try:
-            con.execute("BEGIN")
-            for turn, _ in batch:
-                self._insert_turn(**turn)
-            con.execute("COMMIT")
-        except BaseException as exc:
-            con.execute("ROLLBACK")
+            self._commit_turns([turn for turn, _ in batch])
+        except Exception as exc:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
@@ -162,6 +346,13 @@ class Store:
         for _, future in batch:
             if not future.done():
                 future.set_result(None)
+
+    @_guarded
+    def _commit_turns(self, turns: list[dict]) -> None:
+        with self.con:
+            self.con.execute("BEGIN")
+            for turn in turns:
+                self._insert_turn(**turn)
 
     def _insert_turn(
         self,
@@ -196,25 +387,7 @@ class Store:
                 now,
             ),
         )
-        con.executemany(
-            "INSERT OR REPLACE INTO answers VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    session,
-                    model,
-                    a.instrument,
-                    a.item,
-                    a.position,
-                    record.turn,
-                    a.raw,
-                    a.value,
-                    a.status,
-                    a.attempts,
-                    a.reason,
-                )
-                for a in answers
-            ],
-        )
+        self._insert_answers(session, model, [(record.turn, a) for a in answers])
         if cache:
             con.executemany("INSERT OR REPLACE INTO cache VALUES (?, ?)", cache)
         if session_done:
@@ -223,19 +396,38 @@ class Store:
                 (now, session),
             )
 
-    def finish_session(self, session: str, status: str, error: str | None = None) -> None:
-        """Mark a session done, failed (with the reason) or stopped (e.g. by --max-cost)."""
-        self.con.execute(
-            "UPDATE sessions SET status=?, error=?, finished=? WHERE session=?",
-            (status, error, time.time(), session),
-        )
+    def _insert_answers(self, session: str, model: str, answers: list[tuple[int, AnswerRow]]):
+        self.con.executemany(
+            "INSERT OR REPLACE INTO answers VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (session, model, a.instrument, a.item, a.position, turn, a.raw, a.value,
+                 a.status, a.attempts, a.reason)
+                for turn, a in answers
+            ],
+        )  # fmt: skip
+
+    @_guarded
+    def fail_session(
+        self, session: str, model: str, unasked: list[tuple[int, AnswerRow]], error: str
+    ) -> None:
+        """A session failed for good: its unasked items (turn, row) become error rows and the
+        session records why, in one transaction."""
+        with self.con:
+            self.con.execute("BEGIN")
+            self._insert_answers(session, model, unasked)
+            self.con.execute(
+                "UPDATE sessions SET status='failed', error=?, finished=? WHERE session=?",
+                (error, time.time(), session),
+            )
 
     # -- cache ---------------------------------------------------------------------------
+    @_guarded
     def cached_reply(self, key: str) -> dict | None:
         row = self.con.execute("SELECT reply FROM cache WHERE key=?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
     # -- totals --------------------------------------------------------------------------
+    @_guarded
     def usage_by_model(self) -> dict[str, dict]:
         rows = self.con.execute(
             "SELECT s.model, COUNT(*), SUM(t.prompt_tokens), SUM(t.completion_tokens), "
@@ -253,6 +445,7 @@ class Store:
             for m, n, p, c, cost, a in rows
         }
 
+    @_guarded
     def answer_counts(self) -> dict[str, dict[str, int]]:
         rows = self.con.execute(
             "SELECT model, status, COUNT(*) FROM answers GROUP BY model, status"
@@ -317,13 +510,15 @@ class ReplyCache:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.con = connect(self.path)
-        self.con.execute("CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, reply TEXT)")
+        self.con = connect(self.path, schema=CACHE_SCHEMA, what="reply cache")
+        self.failed: StoreError | None = None
 
+    @_guarded
     def cached_reply(self, key: str) -> dict | None:
         row = self.con.execute("SELECT reply FROM cache WHERE key=?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    @_guarded
     def put(self, rows: list[tuple[str, str]]) -> None:
         with self.con:
             self.con.execute("BEGIN")

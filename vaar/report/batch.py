@@ -197,7 +197,7 @@ def _store_tables(store: Path):
     long = long_table(store)
     if long.empty:
         raise VaarError(f"{store}: the store holds no answers yet (run the study first)")
-    meta = Store(store)
+    meta = Store(store, readonly=True)
     try:
         config = meta.meta("config")
         usage, answers = meta.usage_by_model(), meta.answer_counts()
