@@ -4,7 +4,7 @@ store and progress. `collect(study)` runs (or resumes) a study; see docs/collect
 from vaar.lazy import lazy_exports
 
 EXPORTS = {
-    "CollectionSummary": "runner",
+    "CollectionSummary": "summary",
     "collect": "runner",
 }
 __all__ = sorted(EXPORTS)
