@@ -179,12 +179,11 @@ def test_store_refuses_a_changed_design(tmp_path):
 
 
 def test_bad_provider_params_are_named(tmp_path):
-    s = study(tmp_path, models=[{"name": "m", "provider": "simulated", "params": {"profil": "x"}}])
+    """The study's validation rejects them (vaar validate), before anything runs."""
     with pytest.raises(ConfigError, match=r"models\[0\]\.params\.profil: unknown parameter"):
-        run(s)
-    s = study(tmp_path, models=[{"name": "m", "provider": "simulated", "params": {"profile": "x"}}])
+        study(tmp_path, models=[{"name": "m", "provider": "simulated", "params": {"profil": "x"}}])
     with pytest.raises(ConfigError, match=r"models\[0\]\.params\.profile"):
-        run(s)
+        study(tmp_path, models=[{"name": "m", "provider": "simulated", "params": {"profile": "x"}}])
 
 
 def test_unknown_provider_lists_known():
@@ -247,7 +246,7 @@ def test_personas_from_csv_open_each_session(tmp_path):
     assert systems["sim-a/0000"].endswith("You are a nurse in Lyon.")
     assert systems["sim-a/0001"].endswith("You are a retired farmer.")
     assert systems["sim-a/0002"].endswith("You are a nurse in Lyon.")  # in turn
-    with pytest.raises(ConfigError, match="session.personas: no such file"):
+    with pytest.raises(ConfigError, match="session.personas: .*: no such personas file"):
         run(study(tmp_path / "x", session={"personas": str(tmp_path / "none.csv")}))
     personas.write_text("persona\nok\n\n  \n")
     with pytest.raises(ConfigError, match=r"empty persona on line\(s\) \[3\]"):

@@ -235,9 +235,9 @@ def test_unreachable_base_url_gives_a_clear_error_after_bounded_retries(tmp_path
 
 
 def test_unknown_provider_params_name_the_field(tmp_path):
-    s = study(tmp_path, [openai_model("http://127.0.0.1:9/v1", temprature=1)])
+    """The study's validation rejects it (vaar validate), before anything runs."""
     with pytest.raises(ConfigError, match=r"models\[0\]\.params\.temprature: unknown parameter"):
-        run(s)
+        study(tmp_path, [openai_model("http://127.0.0.1:9/v1", temprature=1)])
 
 
 def test_provider_error_is_a_vaar_error():
@@ -300,8 +300,8 @@ def test_requests_per_minute_is_enforced(tmp_path, fake_llm):
 
 
 def test_base_url_must_be_http(tmp_path):
-    with pytest.raises(ConfigError, match="base_url 'localhost:8000/v1' must start with http"):
-        run(study(tmp_path, [openai_model("localhost:8000/v1")]))
+    with pytest.raises(ConfigError, match="base_url: 'localhost:8000/v1' must start with http"):
+        study(tmp_path, [openai_model("localhost:8000/v1")])
 
 
 def test_concurrency_caps_requests_in_flight(tmp_path, fake_llm):

@@ -3,12 +3,15 @@ a list COMMANDS); this module only gathers them and turns VaarError into a clean
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from vaar import __version__
 from vaar.errors import VaarError
+
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in vaar, not in the input
 
 
 class VaarGroup(click.Group):
@@ -18,6 +21,20 @@ class VaarGroup(click.Group):
         except VaarError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own: usage errors, --help, Ctrl-C at a prompt
+        except Exception as exc:
+            # The last line of defence only: every input has its own check with its own
+            # message. VAAR_DEBUG=1 shows the traceback.
+            if os.environ.get("VAAR_DEBUG"):
+                raise
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            click.echo(
+                f"internal error: {type(exc).__name__}: {detail[:300]} (a bug in vaar, not in "
+                "your input: please report it with the command and its VAAR_DEBUG=1 traceback)",
+                err=True,
+            )
+            sys.exit(EXIT_INTERNAL)
 
 
 @click.group(cls=VaarGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,18 +1,37 @@
 """The study configuration: one TOML file says which models answer which instruments, how often,
 with what history, and how the answers are analysed. Validated by pydantic; every error names
-the field and the problem."""
+the field and the problem.
+
+This validation is the one `vaar validate`, `collect`, `run` and the service share: provider
+params against the provider's schema, base URLs, and (for a study file on this machine, see
+`load_study`) the files and folders it names, so a study that validates is one collect accepts.
+"""
 
 from __future__ import annotations
 
-import tomllib
+import csv
+import io
 from pathlib import Path
 from typing import Literal, get_args
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from vaar.errors import ConfigError, format_validation_error
+from vaar.errors import ConfigError, VaarError, format_validation_error
+from vaar.files import folder_problem, read_text, read_toml
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+# Validation context key: check the files and folders a study names (its personas, reference and
+# output folder) on this machine. Off for configs that come from elsewhere (a store, the service).
+CHECK_FILES = "check_files"
 # How bootstrap intervals of VAAR are formed (docs/vaar.md, "Intervals"); the first is the default,
 # the one with the best coverage measured by bench/bench_alignment.py.
 IntervalMethod = Literal["percentile", "basic-z", "basic-est"]
@@ -21,6 +40,28 @@ INTERVAL_METHODS: tuple[str, ...] = get_args(IntervalMethod)
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _checking_files(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get(CHECK_FILES))
+
+
+def load_personas(path: str | Path) -> list[str]:
+    """Personas from a CSV (column 'persona', else the first column), one per session in turn;
+    ValueError saying what is wrong with the file."""
+    try:
+        text = read_text(path, "personas file")
+    except VaarError as exc:
+        raise ValueError(str(exc)) from None
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    if not rows:
+        raise ValueError(f"{path} has no rows")
+    column = "persona" if "persona" in rows[0] else next(iter(rows[0]))
+    personas = [(row.get(column) or "").strip() for row in rows]
+    empty = [n + 2 for n, p in enumerate(personas) if not p]
+    if empty:
+        raise ValueError(f"{path}: empty persona on line(s) {empty[:5]}")
+    return personas
 
 
 class ModelSpec(Strict):
@@ -42,11 +83,34 @@ class ModelSpec(Strict):
     @field_validator("provider")
     @classmethod
     def _known_provider(cls, value: str) -> str:
-        from vaar.collection.providers import known_providers
+        from vaar.collection.providers.registry import PROVIDERS, unknown_provider
 
-        known = known_providers()
-        if value not in known:
-            raise ValueError(f"unknown provider {value!r} (known: {', '.join(sorted(known))})")
+        if value not in PROVIDERS:
+            raise ValueError(unknown_provider(value))
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018  (raises ValueError on a port that is not a number)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a URL ({exc})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} must start with http:// or https:// and name a host")
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _provider_params(cls, value: dict, info: ValidationInfo) -> dict:
+        """Checked against the provider's schema; kept as given (the store's design hash)."""
+        from vaar.collection.providers.registry import validate_params
+
+        if info.data.get("provider"):  # absent when the provider itself is unknown
+            validate_params(info.data["provider"], value)
         return value
 
 
@@ -79,6 +143,13 @@ class SessionSpec(Strict):
     max_reasks: int = Field(2, ge=0, le=10, description="corrective re-asks for unusable answers")
     personas: str | None = Field(None, description="optional CSV of personas, one per session")
     history: HistorySpec = HistorySpec()
+
+    @field_validator("personas")
+    @classmethod
+    def _personas_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and _checking_files(info):
+            load_personas(value)
+        return value
 
 
 class AnalysisSpec(Strict):
@@ -119,6 +190,16 @@ class AnalysisSpec(Strict):
         None, ge=1, description="local worker processes for the bootstrap (default: one per core)"
     )
 
+    @field_validator("reference")
+    @classmethod
+    def _reference_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and _checking_files(info):
+            try:
+                read_text(value, "reference file")
+            except VaarError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
 
 class Study(Strict):
     name: str = Field(pattern=NAME_PATTERN)
@@ -126,7 +207,9 @@ class Study(Strict):
     seed: int = 0
     sessions_per_model: int = Field(ge=1)
     instruments: list[str] = Field(min_length=1, description="ids, in the order administered")
-    output_dir: str | None = Field(None, description="default: reports/<name>")
+    output_dir: str | None = Field(
+        None, validate_default=True, description="default: reports/<name>"
+    )
     session: SessionSpec = SessionSpec()
     analysis: AnalysisSpec = AnalysisSpec()
     models: list[ModelSpec] = Field(min_length=1)
@@ -153,25 +236,35 @@ class Study(Strict):
             raise ValueError(f"model names must be unique; repeated: {dupes}")
         return models
 
+    @field_validator("output_dir")
+    @classmethod
+    def _output_folder(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if _checking_files(info) and "name" in info.data:
+            problem = folder_problem(_out_path(value, info.data["name"]))
+            if problem:
+                raise ValueError(problem + ("" if value else " (the default output_dir)"))
+        return value
+
     @property
     def out_path(self) -> Path:
-        return Path(self.output_dir or f"reports/{self.name}")
+        return _out_path(self.output_dir, self.name)
 
 
-def load_study(path: str | Path) -> Study:
-    """Read and validate a study TOML file; raise ConfigError naming every bad field."""
-    path = Path(path)
+def _out_path(output_dir: str | None, name: str) -> Path:
+    return Path(output_dir or f"reports/{name}")
+
+
+def load_study(path: str | Path, *, check_files: bool = True) -> Study:
+    """Read and validate a study TOML file; raise ConfigError naming every bad field.
+    `check_files`: also check the files and folders it names (collect and run need them; an
+    analysis of a study copied from elsewhere does not)."""
+    raw = read_toml(path, "study file")
+    return parse_study(raw, source=str(path), check_files=check_files)
+
+
+def parse_study(raw: dict, source: str = "study", *, check_files: bool = False) -> Study:
+    """Validate a study config (a dict); `check_files` as in load_study."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such study file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_study(raw, source=str(path))
-
-
-def parse_study(raw: dict, source: str = "study") -> Study:
-    try:
-        return Study.model_validate(raw)
+        return Study.model_validate(raw, context={CHECK_FILES: check_files})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(source, exc)) from None

@@ -9,15 +9,16 @@ class ConfigError(VaarError):
     """A study or instrument file that does not validate; the message names each field."""
 
 
-def format_validation_error(source: str, exc) -> str:
-    """Render a pydantic ValidationError as one line per problem: `source: a.b[2].c: message`."""
+def format_validation_error(source: str, exc, prefix: str = "") -> str:
+    """Render a pydantic ValidationError as one line per problem: `source: a.b[2].c: message`
+    (`prefix`: where the validated object sits, e.g. "params" gives `source.params.key`)."""
     lines = []
     for err in exc.errors():
-        where = ""
+        where = prefix
         for part in err["loc"]:
             where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling)"
-        lines.append(f"{source}: {where or '(top level)'}: {msg}")
+        lines.append(f"{source}{'.' if prefix else ': '}{where or '(top level)'}: {msg}")
     return "\n".join(lines)

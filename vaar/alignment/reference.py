@@ -7,7 +7,6 @@ signs, or replace them with signs estimated from a human group in their own data
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -15,6 +14,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vaar.errors import ConfigError, VaarError, format_validation_error
+from vaar.files import read_toml
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "data" / "reference" / "human_signs.toml"
 FACTOR_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
@@ -87,12 +87,7 @@ def _as_path(path) -> StructuralPath:
 def load_reference(path: str | Path | None = None) -> Reference:
     """Read and validate a reference file (default: the built-in human_signs.toml)."""
     path = Path(path) if path else DEFAULT_REFERENCE
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such reference file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    raw = read_toml(path, "reference file")
     raw.setdefault("source", str(path))
     try:
         reference = Reference.model_validate(raw)

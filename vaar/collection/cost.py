@@ -14,13 +14,13 @@ just as a real session's do.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vaar.errors import ConfigError, format_validation_error
+from vaar.files import read_toml
 
 
 class Price(BaseModel):
@@ -38,14 +38,9 @@ def load_prices(path: str | Path | None) -> dict[str, dict]:
     """{model name or id: {"input": x, "output": y}} from a price TOML file ({} for None)."""
     if path is None:
         return {}
-    path = Path(path)
+    raw = read_toml(path, "price table")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
         table = PriceTable.model_validate(raw)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such price table") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except ValidationError as exc:
         raise ConfigError(format_validation_error(str(path), exc)) from None
     return {name: price.model_dump() for name, price in table.models.items()}

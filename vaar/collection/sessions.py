@@ -8,13 +8,12 @@ session therefore asks exactly the turns an uninterrupted one would have asked.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 from vaar.collection.store import TurnRecord
+from vaar.config import load_personas as read_personas
 from vaar.errors import ConfigError
 
 
@@ -84,19 +83,10 @@ def select_history(done: list[TurnRecord], turn: Turn, spec, fixed_tokens: int) 
 
 
 def load_personas(path: str | None) -> list[str]:
-    """Personas from a CSV (column 'persona', else the first column), one per session in turn."""
+    """The study's personas, one per session in turn (see vaar.config.load_personas)."""
     if not path:
         return []
     try:
-        with open(Path(path), newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except FileNotFoundError:
-        raise ConfigError(f"session.personas: no such file {path}") from None
-    if not rows:
-        raise ConfigError(f"session.personas: {path} has no rows")
-    column = "persona" if "persona" in rows[0] else next(iter(rows[0]))
-    personas = [(row.get(column) or "").strip() for row in rows]
-    empty = [n + 2 for n, p in enumerate(personas) if not p]
-    if empty:
-        raise ConfigError(f"session.personas: {path}: empty persona on line(s) {empty[:5]}")
-    return personas
+        return read_personas(path)
+    except ValueError as exc:
+        raise ConfigError(f"session.personas: {exc}") from None

@@ -9,7 +9,6 @@ import functools
 import hashlib
 import json
 import math
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -23,6 +22,7 @@ from pydantic import (
 )
 
 from vaar.errors import ConfigError, VaarError, format_validation_error
+from vaar.files import read_toml
 
 __all__ = [
     "INSTRUMENTS_DIR",
@@ -156,6 +156,8 @@ def load_instrument(id_or_path: str | Path) -> Instrument:
     text = str(id_or_path)
     if isinstance(id_or_path, Path) or text.endswith(".toml") or "/" in text or "\\" in text:
         path = Path(id_or_path)
+        if path.is_dir():
+            raise VaarError(f"{path}: is a folder, not an instrument file")
         if not path.is_file():
             raise VaarError(f"{path}: no such instrument file")
         return _load_file(path)
@@ -201,12 +203,7 @@ def _load_file(path: Path, expect_id: str | None = None) -> Instrument:
 @functools.lru_cache(maxsize=256)
 def _parse_cached(path: str, mtime_ns: int) -> Instrument:
     """Parse once per file version; the mtime in the key makes an edited file reload."""
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from None
+    raw = read_toml(path, "instrument file")
     try:
         return Instrument.model_validate(raw)
     except ValidationError as exc:

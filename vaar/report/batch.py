@@ -67,13 +67,16 @@ def _study_files(folder: Path) -> list[Path]:
 
 def _study_name(study_file: Path) -> str:
     """The `name` field of a study file, read leniently (full validation happens in the job)."""
-    import tomllib
+    import re
+
+    from vaar.config import NAME_PATTERN
+    from vaar.files import read_toml
 
     try:
-        name = tomllib.loads(study_file.read_text(encoding="utf-8")).get("name")
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        name = read_toml(study_file).get("name")
+    except VaarError:
         name = None
-    return str(name) if name else study_file.stem
+    return name if isinstance(name, str) and re.match(NAME_PATTERN, name) else study_file.stem
 
 
 def _stores(folder: Path) -> list[Path]:
@@ -191,6 +194,7 @@ def instruments_for_items(items: list[str]) -> list:
 def _store_tables(store: Path):
     """Long and wide tables, the study config and a collection summary from a store."""
     from vaar.collection.store import Store
+    from vaar.collection.summary import CollectionSummary
     from vaar.config import parse_study
     from vaar.data import long_table, wide_table
 
@@ -206,12 +210,13 @@ def _store_tables(store: Path):
     study = parse_study(json.loads(config), source=f"{store} (stored config)") if config else None
     wide = wide_table(long)
     sessions = wide.groupby("model", sort=False).size()
-    collection = {
-        "models": {
+    collection = CollectionSummary(
+        store,
+        models={
             m: {"sessions": int(n), "answers": answers.get(m, {}), **usage.get(m, {})}
             for m, n in sessions.items()
-        }
-    }
+        },
+    )
     return long, wide, study, collection
 
 
@@ -230,7 +235,8 @@ def load_job(job: Job):
     from vaar.config import load_study
     from vaar.pipeline import study_instruments
 
-    study = load_study(job.study_file) if job.study_file else None
+    # an analysis needs the study's design, not its personas or output folder on this machine
+    study = load_study(job.study_file, check_files=False) if job.study_file else None
     data = job.data_file
     if data is None and study is not None:
         for candidate in (
@@ -247,7 +253,7 @@ def load_job(job: Job):
             )
     if data is None:
         raise VaarError(f"{job.source}: no study file, store or table found in this folder")
-    collection: dict = {}
+    collection = None
     if data.suffix.lower() in STORE_SUFFIXES:
         long, wide, stored, collection = _store_tables(data)
         study = study or stored
@@ -286,11 +292,11 @@ def analyze_user_model(job: Job, syntax: str, group: str, estimator: str, echo: 
     timings: dict = {}
     with _stage("lavaan multi-group SEM (your model)", timings, echo):
         sem = analyze_data(data, syntax, group=group, estimator=estimator)
-    return StudyResult(
+    return StudyResult.from_analysis(
         study=None,
         name=job.name,
         instruments=[],
-        collection={},
+        collection=None,
         long=None,
         wide=data,
         model=syntax,

@@ -1,9 +1,9 @@
 """The provider interface: one small module per provider, all behind `Provider.complete`.
 
 A provider turns one chat request (messages + the session's seed + an optional JSON schema) into
-one reply (text + metadata + the request body actually sent, without any key). Registration is a
-name -> "module:Class" table so that `known_providers()` is cheap (the config imports it while
-validating) and adding a provider is one module plus one line here.
+one reply (text + metadata + the request body actually sent, without any key). The provider table
+and each provider's parameter schema are in `registry` (cheap: the config validates params
+against it); adding a provider is one module plus one entry there.
 """
 
 from __future__ import annotations
@@ -12,45 +12,30 @@ import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from vaar.errors import ConfigError, VaarError
+from vaar.collection.providers.registry import (  # noqa: F401  (GenerationParams, known_providers: re-exported)
+    PROVIDERS,
+    GenerationParams,
+    known_providers,
+    unknown_provider,
+    validate_params,
+)
+from vaar.errors import ConfigError, VaarError, format_validation_error
 
 if TYPE_CHECKING:
     from vaar.config import ModelSpec
 
-_REGISTRY = {
-    "simulated": "vaar.collection.providers.simulated:SimulatedProvider",
-    "openai": "vaar.collection.providers.openai:OpenAIProvider",
-    "anthropic": "vaar.collection.providers.anthropic:AnthropicProvider",
-}
-
-
-def known_providers() -> list[str]:
-    return sorted(_REGISTRY)
-
 
 def provider_class(name: str) -> type[Provider]:
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown provider {name!r} (known: {', '.join(known_providers())})")
-    module, cls = _REGISTRY[name].split(":")
+    if name not in PROVIDERS:
+        raise ConfigError(unknown_provider(name))
+    module, cls = PROVIDERS[name].implementation.split(":")
     return getattr(importlib.import_module(module), cls)
 
 
 class ProviderError(VaarError):
     """A request that failed for good (after retries, or not retryable)."""
-
-
-class GenerationParams(BaseModel):
-    """Generation parameters every provider understands; providers extend this with their own
-    settings. Unknown keys are errors so that a typo never silently changes a study."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int = Field(64, ge=1, description="per reply")
-    top_p: float | None = Field(None, gt=0, le=1)
-    structured: bool = Field(False, description="ask for JSON-schema output where supported")
 
 
 @dataclass(frozen=True)
@@ -78,8 +63,7 @@ class ProviderHooks:
 
 
 class Provider:
-    name: ClassVar[str]
-    Params: ClassVar[type[GenerationParams]] = GenerationParams
+    name: ClassVar[str]  # its key in registry.PROVIDERS, which holds its parameter schema
     supports_json_schema: ClassVar[bool] = False
     cacheable: ClassVar[bool] = True  # False for providers that are cheap and deterministic
 
@@ -87,7 +71,7 @@ class Provider:
         self.spec = spec
         self.instruments = instruments
         self.hooks = hooks or ProviderHooks()
-        self.params = parse_params(self.Params, spec)
+        self.params = parse_params(spec)
 
     @property
     def model_id(self) -> str:
@@ -111,24 +95,17 @@ class Provider:
         raise NotImplementedError
 
 
-def parse_params(params_model: type[BaseModel], spec: ModelSpec, index: int | None = None):
-    """Validate a model's `params` against its provider; errors name models[i].params.<key>."""
+def parse_params(spec: ModelSpec, index: int | None = None) -> GenerationParams:
+    """A model's `params` validated against its provider's schema (the study's validation has
+    done this already); ConfigError naming models[i].params.<key>."""
     try:
-        return params_model.model_validate(spec.params)
+        return validate_params(spec.provider, spec.params)
     except ValidationError as exc:
         where = f"models[{index}]" if index is not None else f"model {spec.name!r}"
-        lines = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                allowed = ", ".join(sorted(params_model.model_fields))
-                msg = f"unknown parameter for provider {spec.provider!r} (allowed: {allowed})"
-            lines.append(f"{where}.params.{key}: {msg}")
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError(format_validation_error(where, exc, prefix="params")) from None
 
 
 def check_params(models) -> None:
     """Validate every model's params up front, so a bad study fails before any request."""
     for index, spec in enumerate(models):
-        parse_params(provider_class(spec.provider).Params, spec, index)
+        parse_params(spec, index)

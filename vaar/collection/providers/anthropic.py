@@ -4,20 +4,12 @@ and there is no seed (recorded as such); no JSON-schema output, so answers are p
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from vaar.collection.providers import ChatReply, ChatRequest, ProviderError
-from vaar.collection.providers.http import HttpParams, HttpProvider
-
-
-class AnthropicParams(HttpParams):
-    version: str = Field("2023-06-01", description="the anthropic-version header")
-    top_k: int | None = Field(None, ge=1)
+from vaar.collection.providers.http import HttpProvider
 
 
 class AnthropicProvider(HttpProvider):
     name = "anthropic"
-    Params = AnthropicParams
     supports_json_schema = False
     default_base_url = "https://api.anthropic.com"
     default_key_env = "ANTHROPIC_API_KEY"

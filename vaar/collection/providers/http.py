@@ -15,7 +15,6 @@ import time
 from typing import ClassVar
 
 import aiohttp
-from pydantic import Field
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -25,27 +24,8 @@ from tenacity import (
     wait_random,
 )
 
-from vaar.collection.providers import (
-    ChatReply,
-    ChatRequest,
-    GenerationParams,
-    Provider,
-    ProviderError,
-)
+from vaar.collection.providers import ChatReply, ChatRequest, Provider, ProviderError
 from vaar.errors import ConfigError
-
-
-class HttpParams(GenerationParams):
-    timeout: float = Field(120.0, gt=0, description="seconds per request")
-    max_retries: int = Field(6, ge=0, le=50, description="retries per request (429/5xx/...)")
-    max_retry_time: float = Field(600.0, gt=0, description="give up retrying after this long")
-    backoff_initial: float = Field(1.0, gt=0, description="first backoff in seconds")
-    backoff_max: float = Field(60.0, gt=0, description="longest backoff in seconds")
-
-    def resolved(self) -> dict:
-        """The parameters that can change an answer (transport settings left out)."""
-        transport = {"timeout", "max_retries", "max_retry_time", "backoff_initial", "backoff_max"}
-        return self.model_dump(mode="json", exclude=transport)
 
 
 class RetryableError(Exception):
@@ -93,7 +73,6 @@ class _Wait:
 
 
 class HttpProvider(Provider):
-    Params = HttpParams
     default_base_url: ClassVar[str]
     default_key_env: ClassVar[str]
 

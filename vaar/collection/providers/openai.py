@@ -6,31 +6,12 @@ seed goes in `seed`; structured output uses a JSON-schema `response_format`.
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field
-
 from vaar.collection.providers import ChatReply, ChatRequest, ProviderError
-from vaar.collection.providers.http import HttpParams, HttpProvider
-
-
-class OpenAIParams(HttpParams):
-    send_seed: bool = Field(True, description="send the per-session seed (most servers honour it)")
-    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = Field(
-        "max_tokens", description="newer OpenAI models want max_completion_tokens"
-    )
-    json_format: Literal["json_schema", "json_object"] = Field(
-        "json_schema",
-        description="how structured output is asked for: OpenAI/vLLM/Ollama take "
-        "{type: json_schema, json_schema: {schema}}; llama-cpp-python takes "
-        "{type: json_object, schema}",
-    )
-    extra: dict = Field(default_factory=dict, description="more body fields, sent as given")
+from vaar.collection.providers.http import HttpProvider
 
 
 class OpenAIProvider(HttpProvider):
     name = "openai"
-    Params = OpenAIParams
     supports_json_schema = True
     default_base_url = "https://api.openai.com/v1"
     default_key_env = "OPENAI_API_KEY"

@@ -18,42 +18,12 @@ import asyncio
 import hashlib
 import json
 import random
-from typing import Literal
-
-from pydantic import Field
 
 from vaar.collection.prompts import extract_items
-from vaar.collection.providers import ChatReply, ChatRequest, GenerationParams, Provider
+from vaar.collection.providers import ChatReply, ChatRequest, Provider
+from vaar.collection.providers.registry import SimulatedParams
 
-PROFILES = {
-    # b_pc, b_psa: planted paths; *_mean: latent means (the model's "profile")
-    "aligned": dict(b_pc=-0.5, b_psa=0.5, pc_mean=0.3, psa_mean=0.4, aods_mean=0.0),
-    "reversed": dict(b_pc=0.5, b_psa=-0.5, pc_mean=-0.2, psa_mean=0.1, aods_mean=0.3),
-    "null": dict(b_pc=0.0, b_psa=0.0, pc_mean=0.0, psa_mean=0.2, aods_mean=-0.2),
-    "mixed": dict(b_pc=-0.5, b_psa=-0.5, pc_mean=0.4, psa_mean=-0.1, aods_mean=0.1),
-}
 ROLE_FACTOR = {"privacy": "pc", "prosocial": "psa", "sharing": "aods"}
-
-
-class SimulatedParams(GenerationParams):
-    profile: Literal["aligned", "reversed", "null", "mixed"] = "aligned"
-    b_pc: float | None = Field(None, description="planted path PC -> AoDS (default: profile)")
-    b_psa: float | None = Field(None, description="planted path PSA -> AoDS (default: profile)")
-    pc_mean: float | None = None
-    psa_mean: float | None = None
-    aods_mean: float | None = None
-    loading: float = Field(0.9, ge=0, description="item units per latent SD on a 5-point scale")
-    noise: float = Field(0.6, ge=0, description="item noise SD on a 5-point scale")
-    malformed_rate: float = Field(0.03, ge=0, le=1)
-    refusal_rate: float = Field(0.005, ge=0, le=1)
-    latency: float = Field(0.0, ge=0, description="seconds per reply (for benchmarks)")
-
-    def resolved(self) -> dict:
-        values = self.model_dump()
-        for key, preset in PROFILES[self.profile].items():
-            if values[key] is None:
-                values[key] = preset
-        return values
 
 
 def planted_paths(params: dict) -> dict[str, float]:
@@ -76,7 +46,6 @@ def _gauss(*key) -> float:
 
 class SimulatedProvider(Provider):
     name = "simulated"
-    Params = SimulatedParams
     supports_json_schema = True
     cacheable = False  # cheap and deterministic: caching would only cost disk
 

@@ -1,0 +1,138 @@
+"""The provider table: each provider's name, where its implementation lives, and the schema of
+the `params` a study may give it, as plain pydantic models with no I/O imports.
+
+The study config validates every model's params here (`validate_params`), so `vaar validate`
+rejects exactly what `vaar collect` would, without importing aiohttp or any implementation.
+Adding a provider is its module plus one entry in PROVIDERS (with its Params class here).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+# -- parameter schemas -------------------------------------------------------------------------
+
+
+class GenerationParams(BaseModel):
+    """Generation parameters every provider understands; providers extend this with their own
+    settings. Unknown keys are errors so that a typo never silently changes a study."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int = Field(64, ge=1, description="per reply")
+    top_p: float | None = Field(None, gt=0, le=1)
+    structured: bool = Field(False, description="ask for JSON-schema output where supported")
+
+
+class HttpParams(GenerationParams):
+    timeout: float = Field(120.0, gt=0, description="seconds per request")
+    max_retries: int = Field(6, ge=0, le=50, description="retries per request (429/5xx/...)")
+    max_retry_time: float = Field(600.0, gt=0, description="give up retrying after this long")
+    backoff_initial: float = Field(1.0, gt=0, description="first backoff in seconds")
+    backoff_max: float = Field(60.0, gt=0, description="longest backoff in seconds")
+
+    def resolved(self) -> dict:
+        """The parameters that can change an answer (transport settings left out)."""
+        transport = {"timeout", "max_retries", "max_retry_time", "backoff_initial", "backoff_max"}
+        return self.model_dump(mode="json", exclude=transport)
+
+
+class OpenAIParams(HttpParams):
+    send_seed: bool = Field(True, description="send the per-session seed (most servers honour it)")
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = Field(
+        "max_tokens", description="newer OpenAI models want max_completion_tokens"
+    )
+    json_format: Literal["json_schema", "json_object"] = Field(
+        "json_schema",
+        description="how structured output is asked for: OpenAI/vLLM/Ollama take "
+        "{type: json_schema, json_schema: {schema}}; llama-cpp-python takes "
+        "{type: json_object, schema}",
+    )
+    extra: dict = Field(default_factory=dict, description="more body fields, sent as given")
+
+
+class AnthropicParams(HttpParams):
+    version: str = Field("2023-06-01", description="the anthropic-version header")
+    top_k: int | None = Field(None, ge=1)
+
+
+# The simulated respondent's profiles: b_pc, b_psa are the planted paths, *_mean the latent
+# means (see vaar.collection.providers.simulated).
+PROFILES = {
+    "aligned": dict(b_pc=-0.5, b_psa=0.5, pc_mean=0.3, psa_mean=0.4, aods_mean=0.0),
+    "reversed": dict(b_pc=0.5, b_psa=-0.5, pc_mean=-0.2, psa_mean=0.1, aods_mean=0.3),
+    "null": dict(b_pc=0.0, b_psa=0.0, pc_mean=0.0, psa_mean=0.2, aods_mean=-0.2),
+    "mixed": dict(b_pc=-0.5, b_psa=-0.5, pc_mean=0.4, psa_mean=-0.1, aods_mean=0.1),
+}
+
+
+class SimulatedParams(GenerationParams):
+    profile: Literal["aligned", "reversed", "null", "mixed"] = "aligned"
+    b_pc: float | None = Field(None, description="planted path PC -> AoDS (default: profile)")
+    b_psa: float | None = Field(None, description="planted path PSA -> AoDS (default: profile)")
+    pc_mean: float | None = None
+    psa_mean: float | None = None
+    aods_mean: float | None = None
+    loading: float = Field(0.9, ge=0, description="item units per latent SD on a 5-point scale")
+    noise: float = Field(0.6, ge=0, description="item noise SD on a 5-point scale")
+    malformed_rate: float = Field(0.03, ge=0, le=1)
+    refusal_rate: float = Field(0.005, ge=0, le=1)
+    latency: float = Field(0.0, ge=0, description="seconds per reply (for benchmarks)")
+
+    def resolved(self) -> dict:
+        values = self.model_dump()
+        for key, preset in PROFILES[self.profile].items():
+            if values[key] is None:
+                values[key] = preset
+        return values
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+
+class Entry(NamedTuple):
+    implementation: str  # "module:Class", imported only when a study is collected
+    params: type[GenerationParams]
+
+
+PROVIDERS: dict[str, Entry] = {
+    "simulated": Entry("vaar.collection.providers.simulated:SimulatedProvider", SimulatedParams),
+    "openai": Entry("vaar.collection.providers.openai:OpenAIProvider", OpenAIParams),
+    "anthropic": Entry("vaar.collection.providers.anthropic:AnthropicProvider", AnthropicParams),
+}
+
+
+def known_providers() -> list[str]:
+    return sorted(PROVIDERS)
+
+
+def unknown_provider(name: str) -> str:
+    return f"unknown provider {name!r} (known: {', '.join(known_providers())})"
+
+
+def validate_params(provider: str, params: dict) -> GenerationParams:
+    """`params` checked against the provider's schema. The ValidationError names each bad key
+    (an unknown one with the keys allowed), so inside the study's validation it reads
+    models[i].params.<key>."""
+    schema = PROVIDERS[provider].params
+    try:
+        return schema.model_validate(params)
+    except ValidationError as exc:
+        allowed = ", ".join(sorted(schema.model_fields))
+        details: list[InitErrorDetails] = []
+        for err in exc.errors():
+            detail = InitErrorDetails(type=err["type"], loc=err["loc"], input=err["input"])
+            if err["type"] == "extra_forbidden":
+                detail["type"] = PydanticCustomError(
+                    "unknown_parameter",
+                    "unknown parameter for provider '{provider}' (allowed: {allowed})",
+                    {"provider": provider, "allowed": allowed},
+                )
+            elif "ctx" in err:
+                detail["ctx"] = err["ctx"]
+            details.append(detail)
+        raise ValidationError.from_exception_data(schema.__name__, details) from None
