@@ -19,12 +19,10 @@ EXIT_INCOMPLETE = 3  # some sessions are not done: rerun (or --retry-errors) to 
 @click.option("--prices", type=click.Path(dir_okay=False), help="Price table TOML (USD/Mtok).")
 @click.option("--max-cost", type=float, help="Stop cleanly once this much (USD) is spent.")
 @click.option("--retry-errors", is_flag=True, help="Re-run sessions that failed earlier.")
-@click.option(
-    "--store", type=click.Path(dir_okay=False), help="Default: <output_dir>/collection.sqlite"
-)
+@click.option("--store", type=click.Path(), help="Default: <output_dir>/collection.sqlite")
 @click.option(
     "--cache",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="Reply cache (SQLite) shared across studies; identical requests are not paid twice.",
 )
 @click.option("--no-progress", is_flag=True, help="No live display or progress lines.")
@@ -75,7 +73,7 @@ def collect(study_file, dry_run, prices, max_cost, retry_errors, store, cache, n
 
 
 @click.command("export")
-@click.argument("source", type=click.Path(dir_okay=False))
+@click.argument("source", type=click.Path())  # not a store: vaar.collection.store says why
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
 def export(source, out_dir):
     """Write long + wide tables (CSV and Parquet) and transcripts (JSONL) of a collection.

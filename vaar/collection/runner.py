@@ -9,6 +9,7 @@ kill -9 stopped: finished sessions are skipped, started ones continue with their
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
@@ -330,9 +331,11 @@ async def collect(
         raise VaarError("--max-cost needs a price table (--prices FILE) to know what a token costs")
     store_path = Path(store_path) if store_path else study.out_path / "collection.sqlite"
     started = time.monotonic()
-    store = Store(store_path)
-    cache = ReplyCache(cache_path) if cache_path else None
-    try:
+    with contextlib.ExitStack() as opened:  # the store's lock is released whatever happens
+        store = opened.enter_context(contextlib.closing(Store(store_path)))
+        cache = (
+            opened.enter_context(contextlib.closing(ReplyCache(cache_path))) if cache_path else None
+        )
         run = CollectionRun(study, store, prices or {}, max_cost, cache)
         store.bind_study(
             study.name,
@@ -359,10 +362,6 @@ async def collect(
             for model in run.models:
                 await model.provider.close()
         return _summary(run, store, time.monotonic() - started)
-    finally:
-        store.close()
-        if cache:
-            cache.close()
 
 
 async def _run_model(model: ModelRun, status: dict, retry_errors: bool) -> None:
