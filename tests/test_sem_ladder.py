@@ -172,8 +172,10 @@ def test_other_rules_state_their_decision(hs):
 
 def test_observed_variables_and_input_errors(hs):
     assert observed_variables(HS_MODEL) == [f"x{i}" for i in range(1, 10)]
-    with pytest.raises(VaarError, match="invalid lavaan model syntax: .*"):
-        observed_variables("visual =~ x1 + + \n f ~~~ g")
+    with pytest.raises(VaarError, match="invalid lavaan model syntax, line 1: expected a term"):
+        observed_variables("visual =~ x1 + + \n f ~~~ g")  # refused by vaar's allow-list
+    with pytest.raises(VaarError, match="invalid lavaan model syntax: .*measured by itself"):
+        observed_variables("visual =~ visual + x1")  # allowed, and refused by lavaan
     with pytest.raises(VaarError, match="no group column 'grade'"):
         fit_ladder(hs, HS_MODEL, "grade")
     with pytest.raises(VaarError, match="missing from the data: x10"):

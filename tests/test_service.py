@@ -174,10 +174,15 @@ BAD_UPLOADS = {
     ),
     "malformed csv": (dict(data=_malformed_csv()), 400, "not a well-formed CSV file"),
     "header only": (dict(data=b"school,x1,x2,x3\n"), 400, "no data rows"),
-    "invalid lavaan": (
+    "not in the allow-list": (
         dict(model="visual =~~ x1 + x2"),
         422,
-        "invalid lavaan model syntax: I'm confused parsing this line",
+        "model, line 1: more than one operator in one statement ('=~' and '~')",
+    ),
+    "refused by lavaan": (
+        dict(model="visual =~ visual + x1 + x2"),
+        422,
+        "invalid lavaan model syntax: latent variable `visual' can not be measured by itself",
     ),
     "unknown group": (
         dict(group="classroom", model=ONE_FACTOR),

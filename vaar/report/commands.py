@@ -20,6 +20,9 @@ def _read_model(path: str) -> str:
         raise VaarError(f"--model {path}: cannot read the lavaan model ({reason})") from None
     if not syntax.strip():
         raise VaarError(f"--model {path}: the file is empty (expected lavaan model syntax)")
+    from vaar.sem.grammar import check_model
+
+    check_model(syntax, source=f"--model {path}")  # the allow-list, before any data or R
     return syntax
 
 

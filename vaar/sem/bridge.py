@@ -17,6 +17,11 @@ from vaar.errors import VaarError
 R_DIR = Path(__file__).resolve().parents[2] / "r"
 R_FILES = ("fit.R", "ordinal.R", "ladder.R")
 
+# The r/*.R functions that read a lavaan model, and the model's position among their
+# arguments: every model passes the allow-list (vaar.sem.grammar) here, on its way into R,
+# whichever path it came by.
+MODEL_ARGUMENT = {"vaar_parse": 0, "vaar_fit_ladder": 1}
+
 _lock = threading.Lock()
 _sourced = False
 
@@ -107,7 +112,10 @@ def _is_na(ro, value) -> bool:
 
 def call(function: str, *args, **kwargs):
     """Call an r/*.R function with Python data and return plain Python data.
-    Serialised by a lock: embedded R is not thread-safe."""
+    Serialised by a lock: embedded R is not thread-safe. A model argument (MODEL_ARGUMENT)
+    is checked against the allow-list first, before R is started."""
+    if function in MODEL_ARGUMENT:
+        args = _checked_model(function, args)
     ro, pandas2ri, localconverter = _robjects()
     with _lock, localconverter(ro.default_converter + pandas2ri.converter):
         _source_once(ro)
@@ -115,3 +123,12 @@ def call(function: str, *args, **kwargs):
         r_kwargs = {k: _to_r(ro, v) for k, v in kwargs.items() if v is not None}
         result = ro.r[function](*r_args, **r_kwargs)
         return _to_python(ro, result)
+
+
+def _checked_model(function: str, args: tuple) -> tuple:
+    from vaar.sem.grammar import check_model
+
+    i = MODEL_ARGUMENT[function]
+    if len(args) <= i:
+        raise VaarError(f"{function}: the lavaan model argument is missing")
+    return (*args[:i], check_model(args[i]), *args[i + 1 :])

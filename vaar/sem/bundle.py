@@ -10,6 +10,7 @@ from pathlib import Path
 
 from vaar.errors import VaarError
 from vaar.sem.bridge import R_DIR, R_FILES
+from vaar.sem.grammar import check_model
 
 ANALYSIS_R = r"""# Reproduces vaar's lavaan analysis with plain R: Rscript analysis.R
 # Needs R with lavaan and semTools. Nothing here is generated from user input: the model,
@@ -84,6 +85,8 @@ def write_bundle(out_dir, result) -> Path | None:
     data = getattr(sem, "data", None)
     if not call or data is None:
         raise VaarError("this result has no lavaan call to reproduce (it was not fitted by vaar)")
+    # analysis.R hands model.lav to lavaan: only a model the allow-list accepts is written
+    model = check_model(call["syntax"], source="the model to reproduce")
     out_dir = Path(out_dir)
     try:
         (out_dir / "r").mkdir(parents=True, exist_ok=True)
@@ -92,7 +95,7 @@ def write_bundle(out_dir, result) -> Path | None:
     for name in R_FILES:
         shutil.copyfile(R_DIR / name, out_dir / "r" / name)
     data.to_csv(out_dir / "data.csv", index=False)
-    (out_dir / "model.lav").write_text(call["syntax"], encoding="utf-8")
+    (out_dir / "model.lav").write_text(model, encoding="utf-8")
     (out_dir / "arguments.dcf").write_text(_dcf(call["args"]), encoding="utf-8")
     (out_dir / "analysis.R").write_text(ANALYSIS_R, encoding="utf-8")
     (out_dir / "vaar_result.json").write_text(

@@ -33,12 +33,14 @@ def sem_fit(data, model_file, group, out_dir, estimator, ordered, levels, rule, 
     import pandas as pd
 
     from vaar.sem import analyze_data, write_bundle
+    from vaar.sem.grammar import check_model
 
     try:
         table = pd.read_csv(data)
         syntax = model_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise VaarError(f"cannot read input: {exc}") from None
+    check_model(syntax, source=f"--model {model_file}")  # the allow-list, before any R
     result = analyze_data(
         table, syntax, group, estimator=estimator, ordered=ordered,
         levels=[lv.strip() for lv in levels.split(",") if lv.strip()], rule=rule,

@@ -11,6 +11,7 @@ from vaar.errors import VaarError
 from vaar.sem import bridge
 from vaar.sem import syntax as lav_syntax
 from vaar.sem.degenerate import clean
+from vaar.sem.grammar import check_model
 from vaar.sem.result import SemResult
 
 CONTINUOUS_ESTIMATORS = ("ML", "MLR")
@@ -24,14 +25,15 @@ DEFAULTS = {"rule": "chen2007", "partial": False, "equal_paths": True, "bootstra
 
 
 def parse_model(syntax: str) -> dict:
-    """lavaan's own parse: {"ov": observed names, "lv": latent names}; VaarError with lavaan's
-    message when the syntax is not valid."""
-    if not isinstance(syntax, str) or not syntax.strip():
-        raise VaarError("the lavaan model is empty")
-    parsed = bridge.call("vaar_parse", syntax)
+    """lavaan's own parse of a model that passed the allow-list (vaar.sem.grammar, in Python,
+    before R): {"ov": observed names, "lv": latent names, "syntax": the checked text, as R
+    gets it}. ModelSyntaxError when the allow-list refuses it, VaarError with lavaan's message
+    when lavaan does."""
+    checked = check_model(syntax)
+    parsed = bridge.call("vaar_parse", checked)
     if parsed.get("error"):
         raise VaarError(f"invalid lavaan model syntax: {_first_line(parsed['error'])}")
-    return {"ov": _names(parsed.get("ov")), "lv": _names(parsed.get("lv"))}
+    return {"ov": _names(parsed.get("ov")), "lv": _names(parsed.get("lv")), "syntax": checked}
 
 
 def observed_variables(syntax: str) -> list[str]:
@@ -125,6 +127,7 @@ def fit_ladder(
     "fiml" (continuous data, when anything is missing) or "listwise" (complete sessions only;
     far faster with many items). Ordinal data always use pairwise deletion."""
     parsed = parse_model(syntax)
+    syntax = parsed["syntax"]  # from here on the checked text: what R gets and the bundle holds
     frame = _model_data(data, group, parsed["ov"])
     ordinal_vars = _ordered(ordered, parsed["ov"])
     ordinal = bool(ordinal_vars)

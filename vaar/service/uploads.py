@@ -2,7 +2,8 @@
 that says what to fix, instead of a job that fails later.
 
 Everything here is plain Python (pandas, tomllib, the instrument files): no R in the server
-process. Only the lavaan syntax check needs R; the runner's checker process does that.
+process. A lavaan model must first pass the allow-list (vaar.sem.grammar, plain Python); only
+then does the runner's checker process let lavaan parse it (R), for lavaan's own errors.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 
 from vaar.config import Study, parse_study
 from vaar.errors import ConfigError, VaarError
+from vaar.sem.grammar import ModelSyntaxError, check_model
 
 DATA_SUFFIXES = (".csv", ".tsv", ".txt")
 TEXT_FIELD_LIMIT = 256 * 1024  # model syntax, study TOML, group name
@@ -158,6 +160,10 @@ def check_upload(upload: Upload) -> CheckedUpload:
         table=table, group=upload.group, kind="auto", filename=_safe_name(upload.filename)
     )
     if upload.model:
+        try:  # lavaan evaluates parts of a model as R code: nothing unchecked goes near R
+            check_model(upload.model, source="model")
+        except ModelSyntaxError as exc:
+            raise unprocessable(str(exc)) from None
         checked.kind, checked.model = "model", upload.model
         return checked  # the variables are checked once lavaan has parsed the syntax
     if upload.study_text:
