@@ -57,7 +57,10 @@ vaar_estimates <- function(fit, level) {
   labels <- lavInspect(fit, "group.label")
   # a fit of one group has no group column, but still its label (a group of one model)
   index <- if ("group" %in% names(pe)) pe$group else rep(1L, nrow(pe))
-  group <- if (length(labels) > 0) labels[index] else rep("", nrow(pe))
+  # defined parameters (:=) belong to no group: lavaan gives them group 0, label ""
+  group <- rep("", nrow(pe))
+  in_group <- index > 0
+  if (length(labels) > 0) group[in_group] <- labels[index[in_group]]
   col <- function(name) if (name %in% names(pe)) as.numeric(pe[[name]]) else rep(NA_real_, nrow(pe))
   data.frame(
     level = level, group = as.character(group), lhs = pe$lhs, op = pe$op, rhs = pe$rhs,

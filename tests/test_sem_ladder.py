@@ -158,6 +158,53 @@ def test_bundle_reproduces_the_numbers_with_plain_rscript(hs_result, tmp_path):
     assert (hs_result.comparisons["holds"] == comp["holds"]).all()
 
 
+DEFINED_MODEL = """
+visual  =~ x1 + a*x2 + b*x3
+textual =~ x4 + x5 + x6
+speed   =~ x7 + x8 + x9
+speed ~ c*visual + textual
+p := a*c
+a == b
+"""
+PLAIN_DEFINED = r"""
+suppressPackageStartupMessages(library(lavaan))
+a <- commandArgs(trailingOnly = TRUE)
+d <- read.csv(a[1], colClasses = c(school = "character"))
+m <- paste(readLines(a[2]), collapse = "\n")
+out <- list()
+for (lv in c("configural", "metric")) {
+  f <- sem(m, d, group = "school", estimator = "MLR",
+           group.equal = if (lv == "metric") "loadings" else "")
+  pe <- parameterEstimates(f)
+  out[[lv]] <- data.frame(level = lv, pe[pe$op == ":=", c("lhs", "est", "se")],
+                          a_minus_b = coef(f)[["a"]] - coef(f)[["b"]])
+}
+write.csv(do.call(rbind, out), a[3], row.names = FALSE)
+"""
+
+
+def test_defined_parameter_and_equality_constraint_equal_plain_lavaan(hs, tmp_path):
+    """`p := a*c` and `a == b`: lavaan gives := rows group 0, which once broke the estimates
+    table ("differing number of rows"); they have no group label."""
+    result = analyze_data(hs, DEFINED_MODEL, "school", levels=["metric"], equal_paths=False)
+    est = result.estimates
+    defined = est[est["op"] == ":="].set_index("level")
+    assert list(defined.index) == ["configural", "metric"]
+    assert (defined["group"] == "").all() and (defined["lhs"] == "p").all()
+    data, model, out = tmp_path / "d.csv", tmp_path / "m.lav", tmp_path / "defined.csv"
+    hs.to_csv(data, index=False)
+    model.write_text(DEFINED_MODEL)
+    (tmp_path / "plain.R").write_text(PLAIN_DEFINED)
+    rscript(tmp_path / "plain.R", data, model, out)
+    plain = pd.read_csv(out).set_index("level")
+    assert_close(plain["a_minus_b"], [0, 0], "a == b holds in plain lavaan")
+    assert_close(defined["est"], plain.loc[defined.index, "est"], "p := a*c (est)")
+    assert_close(defined["se"], plain.loc[defined.index, "se"], "p := a*c (se)")
+    loadings = est[(est["op"] == "=~") & est["label"].isin(["a", "b"])]
+    for (_, _), pair in loadings.groupby(["level", "group"]):
+        assert_close(pair["est"].iloc[0], pair["est"].iloc[1], "a == b in vaar's fit")
+
+
 def test_other_rules_state_their_decision(hs):
     lrt = analyze_data(hs, HS_MODEL, "school", rule="lrt", levels=["metric", "scalar"],
                        equal_paths=False)  # fmt: skip
