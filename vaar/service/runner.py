@@ -1,5 +1,6 @@
 """The job queue: one asyncio queue feeding N supervised R workers, plus one small R process
-that checks lavaan syntax before a job is queued (so bad models get a 4xx, not a failed job).
+that lets lavaan parse a model (once vaar's allow-list has accepted it) before a job is queued,
+so bad models get a 4xx, not a failed job.
 
 A worker that dies is restarted at once; the job it held fails with the reason (crash,
 time limit, or cancelled by the client). Jobs live in the JobStore, so the queue only holds ids.
@@ -127,8 +128,8 @@ class JobRunner:
         job = self.store.get(job_id)
         try:
             summary = await slot.worker.call(
-                self.job_function,
-                {"job_dir": str(self.job_dir(job_id)), "spec": job.spec},
+                self.job_function,  # absolute: the worker runs in a directory of its own
+                {"job_dir": str(self.job_dir(job_id).resolve()), "spec": job.spec},
                 timeout=self.settings.job_timeout,
                 on_progress=lambda stage, fraction: self.store.set_progress(
                     job_id, stage, fraction
@@ -151,7 +152,8 @@ class JobRunner:
 
     # checks before queuing -----------------------------------------------------------------
     async def check(self, kwargs: dict, timeout: float = 60.0):
-        """Run a quick check in the checker process (lavaan syntax needs R); JobFailed if the
+        """Run a quick check in the checker process: lavaan's own parse of a model that has
+        already passed the allow-list (vaar.sem.grammar, in the server); JobFailed if the
         input is bad."""
         async with self._check_lock:
             try:

@@ -5,6 +5,11 @@ The server talks to the worker over a pipe: ("call", "module:function", kwargs) 
 ("progress", stage, fraction)*, then ("ok", result) or ("error", message) out. A worker that
 dies (R crash, kill on timeout or cancel) is noticed through its process sentinel, and the
 caller gets WorkerLost with the reason.
+
+Defence in depth (docs/service.md, threat model): the spawned process replaces itself at once
+(exec) by a fresh interpreter that sees only worker_environment() (what R and Python need; no
+API keys, no token) and runs in a private temporary directory that is also its HOME and TMPDIR,
+removed when the worker stops.
 """
 
 from __future__ import annotations
@@ -15,18 +20,28 @@ import importlib
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_any
+from pathlib import Path
 
 from vaar.errors import VaarError
 
 log = logging.getLogger("vaar.service")
 _SPAWN = multiprocessing.get_context("spawn")
+
+# All an R worker sees of the server's environment: what R and Python need to run, and the
+# vaar settings a job reads. Nothing else (API keys, VAAR_TOKEN, cloud credentials) is passed.
+WORKER_VARIABLES = ("PATH", "LANG", "LANGUAGE", "TZ", "LD_LIBRARY_PATH", "OPENBLAS_NUM_THREADS",
+                    "OMP_NUM_THREADS", "VAAR_DEBUG", "VAAR_R_CPUS")  # fmt: skip
+WORKER_PREFIXES = ("R_", "LC_")  # R's own configuration (R_HOME, R_LIBS, ...) and the locale
 
 
 class JobFailed(Exception):
@@ -60,11 +75,53 @@ def client_message(exc: BaseException) -> str:
     return f"internal error in the analysis ({type(exc).__name__}); the server log has details"
 
 
-def _child_main(conn, warmup: str | None, r_cpus: int | None = None) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
+def worker_environment(home: str, r_cpus: int | None = None) -> dict[str, str]:
+    """The environment of a worker process: WORKER_VARIABLES and WORKER_PREFIXES from the
+    server's, HOME and TMPDIR its private directory, its share of the cores."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in WORKER_VARIABLES or k.startswith(WORKER_PREFIXES)
+    }
+    env.update(HOME=home, TMPDIR=home)
+    env.setdefault("LANG", "C.UTF-8")
     if r_cpus:  # this worker's share of the cores for vaar.sem's forked level fits
-        os.environ["VAAR_R_CPUS"] = str(r_cpus)
+        env["VAAR_R_CPUS"] = str(r_cpus)
+    return env
+
+
+def _child_main(conn, warmup: str | None, r_cpus: int | None, home: str) -> None:
+    """The spawned process: leave the server's environment behind (exec), then serve."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
     os.setpgrp()  # its own process group: R's forked helpers (vaar.sem) end with the worker
+    try:
+        fd = conn.fileno()
+        os.set_inheritable(fd, True)  # the pipe to the server survives the exec
+        os.chdir(home)
+        package_root = str(Path(__file__).resolve().parents[2])  # the vaar the server runs
+        args = [sys.executable, "-I", "-c", _ISOLATED, package_root, str(fd), warmup or ""]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, args, worker_environment(home, r_cpus))
+    except OSError as exc:
+        conn.send(("fatal", f"cannot start the isolated R worker: {exc}"))
+
+
+# -I: no PYTHON* variables, no user site, not the working directory on sys.path
+_ISOLATED = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "import vaar.service.worker as w; w._isolated_main()"
+)
+
+
+def _isolated_main() -> None:
+    """The worker after the exec: sys.argv is [-c, package root, pipe fd, warm-up]."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _, _, fd, warmup = sys.argv
+    _serve(Connection(int(fd)), warmup or None)
+
+
+def _serve(conn, warmup: str | None) -> None:
     try:
         if warmup:
             _resolve(warmup)()
@@ -126,6 +183,7 @@ class RWorker:
         self.last_error: str | None = None
         self._process = None
         self._conn = None
+        self._home: str | None = None  # the running worker's private directory
         self._kill_reason: str | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"vaar-{name}")  # blocking waits
 
@@ -143,9 +201,10 @@ class RWorker:
         self.restarts += 1
         self.state = "starting"
         parent, child = _SPAWN.Pipe()
+        self._home = tempfile.mkdtemp(prefix=f"vaar-{self.name}-")  # mode 0700
         process = _SPAWN.Process(
             target=_child_main,
-            args=(child, self.warmup, self.r_cpus),
+            args=(child, self.warmup, self.r_cpus, self._home),
             name=f"vaar-{self.name}",
             daemon=True,
         )
@@ -171,7 +230,9 @@ class RWorker:
             self._process.join(5)
             self._process.close()
             self._conn.close()
-        self._process = self._conn = None
+        if self._home is not None:
+            shutil.rmtree(self._home, ignore_errors=True)
+        self._process = self._conn = self._home = None
         self.state = "stopped"
 
     def kill(self, reason: str) -> None:
