@@ -3,7 +3,7 @@ VENV ?= .venv
 export VAAR_VENV := $(abspath $(VENV))
 PY := $(VENV)/bin/python
 
-.PHONY: setup setup-test demo test lint bench clean
+.PHONY: setup setup-test demo test image-test lint bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -16,6 +16,10 @@ demo: setup
 
 test: setup-test
 	@$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The Docker image built and run for real (podman from Debian, as root): scripts/image-test.sh
+image-test: setup
+	@bash scripts/image-test.sh
 
 lint: setup-test
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

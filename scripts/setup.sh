@@ -4,6 +4,8 @@
 #   scripts/setup.sh          R + lavaan + semTools from Debian, a virtualenv with vaar
 #   scripts/setup.sh --test   also what the test suite needs: test tools, Debian's chromium,
 #                             and a real small LLM (SmolLM2-135M behind llama-cpp-python's server)
+#   scripts/setup.sh --runtime  only the Debian packages an installed virtualenv needs to run
+#                             (no compilers or headers): the Docker image's final stage
 # Environment: VAAR_VENV (default: .venv in the repository).
 set -euo pipefail
 
@@ -11,15 +13,23 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${VAAR_VENV:-$here/.venv}"
 with_test=0
 [ "${1:-}" = "--test" ] && with_test=1
+runtime=0
+[ "${1:-}" = "--runtime" ] && runtime=1
 
 say() { printf '[setup] %s\n' "$*"; }
 
-apt_pkgs=(r-base-core r-base-dev r-cran-lavaan r-cran-semtools libopenblas0-pthread libffi-dev gcc g++ make)
-if [ "$with_test" = 1 ]; then
-  apt_pkgs+=(cmake chromium)
-fi
-if ! python3 -c 'import sys, venv, ensurepip; assert sys.version_info >= (3, 11)' 2>/dev/null; then
-  apt_pkgs+=(python3 python3-venv python3-dev)
+# ca-certificates: pip and the LLM providers speak HTTPS (a slim Debian base has none)
+apt_pkgs=(r-base-core r-cran-lavaan r-cran-semtools libopenblas0-pthread ca-certificates)
+if [ "$runtime" = 1 ]; then
+  python3 -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null || apt_pkgs+=(python3)
+else
+  apt_pkgs+=(r-base-dev libffi-dev gcc g++ make)
+  if [ "$with_test" = 1 ]; then
+    apt_pkgs+=(cmake chromium)
+  fi
+  if ! python3 -c 'import sys, venv, ensurepip; assert sys.version_info >= (3, 11)' 2>/dev/null; then
+    apt_pkgs+=(python3 python3-venv python3-dev)
+  fi
 fi
 
 missing=()
@@ -31,6 +41,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ "$runtime" = 1 ]; then
+  [ -x "$venv/bin/vaar" ] || { say "error: --runtime needs vaar already installed in $venv"; exit 1; }
+  say "ready: $venv/bin/vaar"
+  exit 0
 fi
 
 if [ ! -x "$venv/bin/python" ]; then

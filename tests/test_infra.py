@@ -1,4 +1,5 @@
-"""The install path and the image definition: checked statically (there is no Docker engine)."""
+"""The install path and the image definition, checked statically (`make image-test` builds the
+image and runs it for real: scripts/image-test.sh)."""
 
 import os
 import shutil
@@ -19,8 +20,8 @@ def test_dockerfile_is_hadolint_clean():
 
 def test_dockerfile_uses_the_one_setup_script():
     text = (ROOT / "Dockerfile").read_text()
-    assert "FROM python:3.11-slim-bookworm" in text
-    assert "scripts/setup.sh" in text
+    assert "ARG BASE=debian:bookworm-slim" in text and text.count("FROM ${BASE}") == 2
+    assert "RUN bash scripts/setup.sh" in text and "scripts/setup.sh --runtime" in text
     assert 'ENTRYPOINT ["vaar"]' in text
 
 
@@ -28,7 +29,7 @@ def test_ci_and_make_use_the_same_setup_and_readme_commands():
     ci = (ROOT / ".ci/run").read_text()
     makefile = (ROOT / "Makefile").read_text()
     readme = (ROOT / "README.md").read_text()
-    assert "make test" in ci
+    assert "make test" in ci and "make image-test" in ci
     assert "scripts/setup.sh" in makefile
     assert "make demo" in readme and "make test" in readme
 
@@ -45,6 +46,20 @@ def test_setup_is_idempotent_when_everything_is_installed():
     assert res.returncode == 0, res.stderr
     assert "installing" not in res.stdout and "building" not in res.stdout, res.stdout
     assert "ready:" in res.stdout
+
+
+def test_setup_runtime_only_adds_packages_to_an_installed_venv(tmp_path):
+    """--runtime (the image's final stage) installs nothing here and needs vaar installed."""
+
+    def runtime(venv):
+        cmd = ["bash", str(ROOT / "scripts/setup.sh"), "--runtime"]
+        env = {**os.environ, "VAAR_VENV": str(venv)}
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+
+    res = runtime(Path(sys.prefix))
+    assert res.returncode == 0 and "installing" not in res.stdout, res.stdout + res.stderr
+    res = runtime(tmp_path / "none")
+    assert res.returncode == 1 and "--runtime needs vaar already installed" in res.stdout
 
 
 LAZY_PACKAGES = ["vaar.alignment", "vaar.collection", "vaar.report", "vaar.sem"]
