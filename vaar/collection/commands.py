@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 from pathlib import Path
 
 import click
 
 from vaar.config import load_study
+from vaar.errors import VaarError
 
 EXIT_INCOMPLETE = 3  # some sessions are not done: rerun (or --retry-errors) to finish them
 
@@ -39,6 +41,8 @@ def collect(study_file, dry_run, prices, max_cost, retry_errors, store, cache, n
     from vaar.collection.runner import collect as run_collect
     from vaar.collection.runner import load_study_instruments
 
+    if max_cost is not None and not (math.isfinite(max_cost) and max_cost >= 0):
+        raise VaarError(f"--max-cost must be an amount in USD of 0 or more, got {max_cost}")
     study = load_study(study_file)
     price_table = load_prices(prices)
     if dry_run:
