@@ -1,13 +1,18 @@
 """The files and folders a user names: text read as UTF-8 (with or without a byte-order mark),
-folders made to write into, each failure a one-line VaarError naming the path instead of a
-traceback (a binary or UTF-16 file, a folder where a file was meant, a path under a file)."""
+folders made to write into, files written all at once (`atomic_write`), each failure a
+one-line VaarError naming the path instead of a traceback (a binary or UTF-16 file, a folder
+where a file was meant, a path under a file, a full disk)."""
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import errno
+import os
 import re
+import secrets
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 from vaar.errors import ConfigError, VaarError
@@ -125,3 +130,34 @@ def make_folder(path: str | Path, what: str = "output folder") -> Path:
     except OSError as exc:
         raise VaarError(f"{what}: cannot create {path} ({os_reason(exc, path)})") from None
     return path
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, what: str = "file") -> Iterator[Path]:
+    """Write `path` all or nothing: yields a temporary path beside it to write; once the block
+    is done the data are synced and the temporary file replaces `path` (os.replace). On any
+    failure (a full disk, say) the temporary file is removed and `path`, if it existed, is left
+    as it was; an OSError becomes a one-line VaarError naming `path`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the data are on disk before the name points at them
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError):
+            raise VaarError(f"{path}: cannot write the {what} ({os_reason(exc, path)})") from None
+        raise
+
+
+def write_text(path: str | Path, text: str, what: str = "file") -> Path:
+    """`text` written to `path` as UTF-8, all or nothing (see atomic_write)."""
+    with atomic_write(path, what) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from vaar.errors import VaarError
+from vaar.files import atomic_write, write_text
 from vaar.sem.bridge import R_DIR, R_FILES
 from vaar.sem.grammar import check_model
 
@@ -93,15 +94,17 @@ def write_bundle(out_dir, result) -> Path | None:
     except OSError as exc:
         raise VaarError(f"cannot create bundle folder {out_dir}: {exc.strerror}") from None
     for name in R_FILES:
-        shutil.copyfile(R_DIR / name, out_dir / "r" / name)
-    data.to_csv(out_dir / "data.csv", index=False)
-    (out_dir / "model.lav").write_text(model, encoding="utf-8")
-    (out_dir / "arguments.dcf").write_text(_dcf(call["args"]), encoding="utf-8")
-    (out_dir / "analysis.R").write_text(ANALYSIS_R, encoding="utf-8")
-    (out_dir / "vaar_result.json").write_text(
-        json.dumps(sem.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8"
-    )
-    (out_dir / "README.txt").write_text(
+        with atomic_write(out_dir / "r" / name) as tmp:
+            shutil.copyfile(R_DIR / name, tmp)
+    with atomic_write(out_dir / "data.csv", "table") as tmp:
+        data.to_csv(tmp, index=False)
+    write_text(out_dir / "model.lav", model)
+    write_text(out_dir / "arguments.dcf", _dcf(call["args"]))
+    write_text(out_dir / "analysis.R", ANALYSIS_R)
+    numbers = json.dumps(sem.to_dict(), indent=1, ensure_ascii=False)
+    write_text(out_dir / "vaar_result.json", numbers)
+    write_text(
+        out_dir / "README.txt",
         "Reproduce vaar's numbers with plain R (lavaan + semTools):\n\n"
         "    Rscript analysis.R\n\n"
         "data.csv is the exact table vaar fitted (after any degenerate items or groups were\n"
@@ -109,7 +112,6 @@ def write_bundle(out_dir, result) -> Path | None:
         "arguments.dcf the arguments of vaar_fit_ladder() in r/ladder.R. The script prints\n"
         "the fit per level, the comparisons, the decision and the structural paths, and writes\n"
         "every table to r_output/. vaar_result.json holds vaar's numbers for comparison.\n",
-        encoding="utf-8",
     )
     return out_dir / "analysis.R"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from vaar.errors import VaarError
+from vaar.files import write_text
 
 
 @click.command("sem-fit")
@@ -47,7 +48,7 @@ def sem_fit(data, model_file, group, out_dir, estimator, ordered, levels, rule, 
         partial=partial, bootstrap=bootstrap, degenerate=degenerate, equal_paths=equal_paths,
     )  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "sem.json").write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
+    write_text(out_dir / "sem.json", json.dumps(result.to_dict(), indent=1))
     script = write_bundle(out_dir / "bundle", result)
     highest = result.decision.get("highest")
     click.echo(f"highest invariance level under {rule}: {highest}")
