@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from vaar.data import long_table, wide_table
+from vaar.files import atomic_write
 
 
 def export_store(store_path: str | Path, out_dir: str | Path) -> list[Path]:
@@ -19,11 +20,13 @@ def export_store(store_path: str | Path, out_dir: str | Path) -> list[Path]:
     written = []
     for name, frame in (("long", long), ("wide", wide)):
         csv, parquet = out / f"{name}.csv", out / f"{name}.parquet"
-        frame.to_csv(csv, index=False)
-        frame.to_parquet(parquet, index=False)
+        with atomic_write(csv, "table") as tmp:
+            frame.to_csv(tmp, index=False)
+        with atomic_write(parquet, "table") as tmp:
+            frame.to_parquet(tmp, index=False)
         written += [csv, parquet]
     jsonl = out / "transcripts.jsonl"
-    with open(jsonl, "w", encoding="utf-8") as f:
+    with atomic_write(jsonl, "transcripts") as tmp, open(tmp, "w", encoding="utf-8") as f:
         for record in transcripts(store_path):
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     written.append(jsonl)

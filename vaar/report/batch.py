@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from vaar.errors import VaarError
+from vaar.files import write_text
 
 STORE_SUFFIXES = {".sqlite", ".sqlite3", ".db"}
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
@@ -401,5 +402,5 @@ def write_index(out_root: Path, outcomes: list[Outcome], title: str = "vaar repo
         entries.append({**entry, "name": o.name, "ok": o.ok, "href": href, "error": o.error})
     out_root.mkdir(parents=True, exist_ok=True)
     index = out_root / "index.html"
-    index.write_text(render_index(title, entries), encoding="utf-8")
+    write_text(index, render_index(title, entries), "index page")
     return index

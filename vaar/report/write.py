@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from vaar.errors import VaarError
+from vaar.files import atomic_write, write_text
 from vaar.report.document import SCHEMA_PATH, build_estimates, plain
 from vaar.report.html import render_html
 
@@ -48,7 +49,8 @@ def write_tables(out_dir: Path, doc: dict) -> list[Path]:
                     lambda v: json.dumps(v) if isinstance(v, dict | list) else v
                 )
         path = out_dir / name
-        frame.to_csv(path, index=False)
+        with atomic_write(path, "table") as tmp:
+            frame.to_csv(tmp, index=False)
         written.append(path)
     return written
 
@@ -69,13 +71,12 @@ def write_report(out_dir: str | Path, result) -> Path:
     except OSError as exc:
         raise VaarError(f"cannot create report folder {out_dir}: {exc.strerror}") from None
     doc = build_estimates(result)
-    (out_dir / "estimates.json").write_text(
-        json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8"
-    )
-    shutil.copyfile(SCHEMA_PATH, out_dir / SCHEMA_PATH.name)
+    write_text(out_dir / "estimates.json", json.dumps(doc, indent=2, ensure_ascii=False))
+    with atomic_write(out_dir / SCHEMA_PATH.name) as tmp:
+        shutil.copyfile(SCHEMA_PATH, tmp)
     write_tables(out_dir, doc)
     write_bundle(out_dir, result)
     lavaan_output = plain(getattr(result.sem, "lavaan_output", None) or {})
     index = out_dir / "index.html"
-    index.write_text(render_html(doc, lavaan_output), encoding="utf-8")
+    write_text(index, render_html(doc, lavaan_output), "report")
     return index
