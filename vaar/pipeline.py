@@ -18,6 +18,7 @@ import pandas as pd
 
 from vaar import __version__
 from vaar.config import AnalysisSpec, Study
+from vaar.files import make_folder
 from vaar.result import StudyResult
 
 Echo = Callable[[str], None]
@@ -65,12 +66,17 @@ def analyze_tables(
     from vaar.alignment import align, load_reference, profiles
     from vaar.data import score_items
     from vaar.sem import build_vaar_model, fit_ladder
+    from vaar.sem.degenerate import check_unanswered
 
     analysis = analysis or (study.analysis if study else AnalysisSpec())
     timings = {} if timings is None else timings
+    reference = load_reference(analysis.reference)  # a bad file fails now, not after the fit
+    model = build_vaar_model(instruments, privacy=analysis.privacy_factors)
+    scored = score_items(wide, instruments)
+    note = check_unanswered(scored, model.items, analysis.degenerate)
+    if note:
+        echo(f"[vaar] degenerate: {note}")
     with _stage("lavaan multi-group SEM", timings, echo):
-        model = build_vaar_model(instruments, privacy=analysis.privacy_factors)
-        scored = score_items(wide, instruments)
         sem = fit_ladder(
             scored,
             model.syntax,
@@ -82,7 +88,6 @@ def analyze_tables(
             missing=analysis.missing,
         )
     with _stage("VAAR and profiles", timings, echo):
-        reference = load_reference(analysis.reference)
         alignment = align(
             sem,
             model.paths,
@@ -139,8 +144,7 @@ def run_study(study: Study, *, echo: Echo = print, progress: bool = True) -> Pat
     from vaar.report import write_report
 
     timings: dict = {}
-    out = study.out_path
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(study.out_path, "output_dir")
     store = out / "collection.sqlite"
     instruments = study_instruments(study)
     with _stage("collect answers", timings, echo):

@@ -4,13 +4,17 @@ scoring. Column contracts are in docs/architecture.md."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from vaar.errors import VaarError
+from vaar.files import decode_text, read_bytes
 
 LONG_COLUMNS = [
     "model",
@@ -27,6 +31,7 @@ STATUSES = {"ok", "invalid", "refused", "error"}
 
 __all__ = [
     "LONG_COLUMNS",
+    "check_csv",
     "long_table",
     "read_table",
     "score_items",
@@ -93,25 +98,79 @@ def score_items(wide: pd.DataFrame, instruments) -> pd.DataFrame:
     return scored
 
 
+def check_csv(text: str, name: str, sep: str = ",") -> tuple[list[str], int]:
+    """The header and the number of data rows of CSV text, after checks in one pass linear in
+    its size (pandas would silently rename a repeated column, name an empty one "Unnamed: 3"
+    and pad a short row with missing answers): VaarError naming the file and line."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+    rows = 0
+    try:
+        header = [h.strip() for h in next(reader, [])]
+        _check_header(header, name, sep)
+        for row in reader:
+            if not row:
+                continue  # a blank line
+            if len(row) != len(header):
+                raise VaarError(
+                    f"{name}: not a well-formed CSV file: line {reader.line_num} has "
+                    f"{len(row)} field(s), the header {len(header)}"
+                )
+            rows += 1
+    except csv.Error as exc:
+        raise VaarError(
+            f"{name}: not a well-formed CSV file: line {reader.line_num}: {exc}"
+        ) from None
+    if not rows:
+        raise VaarError(f"{name}: a header row but no data rows")
+    return header, rows
+
+
+def _check_header(header: list[str], name: str, sep: str) -> None:
+    if not any(header):
+        raise VaarError(f"{name}: the first line is empty (expected a header row)")
+    repeated = sorted(h for h, n in Counter(header).items() if n > 1)
+    if repeated:
+        raise VaarError(f"{name}: repeated column name(s) {repeated[:10]}")
+    unnamed = [n for n, h in enumerate(header, 1) if not h]
+    if unnamed:
+        raise VaarError(f"{name}: column(s) {unnamed[:10]} have no name (empty header cell)")
+    if len(header) == 1:
+        others = [s for s in (";", "\t", ",", "|") if s != sep and s in header[0]]
+        hint = f" (it seems separated by {others[0]!r})" if others else ""
+        separator = "tab" if sep == "\t" else repr(sep)
+        raise VaarError(
+            f"{name}: one column {header[0][:60]!r}; expected a header row and columns "
+            f"separated by {separator}{hint}"
+        )
+
+
 def read_frame(path: str | Path) -> pd.DataFrame:
     """Any CSV or Parquet table, read with errors that name the file (no column contract)."""
     path = Path(path)
-    if not path.exists():
-        raise VaarError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix not in {".parquet", ".pq", ".csv", ".txt"}:
+        raise VaarError(f"{path}: unknown table format (use .csv or .parquet)")
+    data = read_bytes(path)
     try:
-        if path.suffix.lower() in {".parquet", ".pq"}:
-            frame = pd.read_parquet(path)
-        elif path.suffix.lower() in {".csv", ".txt"}:
-            frame = pd.read_csv(path)
+        if suffix in {".parquet", ".pq"}:
+            frame = pd.read_parquet(io.BytesIO(data))
         else:
-            raise VaarError(f"{path}: unknown table format (use .csv or .parquet)")
+            text = decode_text(data, str(path))
+            check_csv(text, str(path))
+            frame = pd.read_csv(io.StringIO(text))
+            frame.columns = [str(c).strip() for c in frame.columns]
     except VaarError:
         raise
     except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
-        raise VaarError(f"{path}: cannot read table: {exc}") from None
+        raise VaarError(f"{path}: cannot read table: {_first_line(exc)}") from None
     if frame.empty:
         raise VaarError(f"{path}: the table has no rows")
     return frame
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def read_table(path: str | Path, instruments=None) -> pd.DataFrame:
@@ -165,6 +224,15 @@ def _check_long(frame, path, instruments) -> pd.DataFrame:
     frame["attempts"] = _numeric(frame, "attempts", path)
     frame["session"] = frame["session"].astype(str)
     frame["raw"] = frame["raw"].fillna("").astype(str)
+    repeated = frame.duplicated(["session", "item"], keep=False)
+    if repeated.any():
+        lines = (frame.index[repeated][:6] + 2).tolist()  # +2: 1-based, after the header
+        first = frame[repeated].iloc[0]
+        raise VaarError(
+            f"{path}: {int(repeated.sum())} rows repeat a (session, item) pair, e.g. session "
+            f"{first['session']!r} item {first['item']!r}; lines {lines}: each session answers "
+            "each item once"
+        )
     unknown = sorted(set(frame["status"].astype(str)) - STATUSES)
     if unknown:
         raise VaarError(

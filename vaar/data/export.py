@@ -7,15 +7,14 @@ import json
 from pathlib import Path
 
 from vaar.data import long_table, wide_table
-from vaar.files import atomic_write
+from vaar.files import atomic_write, make_folder
 
 
 def export_store(store_path: str | Path, out_dir: str | Path) -> list[Path]:
     from vaar.collection.store import transcripts
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    long = long_table(store_path)
+    long = long_table(store_path)  # a bad store fails before any folder is made
+    out = make_folder(out_dir, "--out")
     wide = wide_table(long)
     written = []
     for name, frame in (("long", long), ("wide", wide)):

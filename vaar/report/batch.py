@@ -265,8 +265,8 @@ def load_job(job: Job):
     if instruments is None:
         items = [c for c in wide.columns if c not in ("model", "session")]
         instruments = instruments_for_items(items)
-        if long is None:  # check the answers against the instruments' scales now we know them
-            long, wide = _table(data, instruments)
+        if data.suffix.lower() not in STORE_SUFFIXES:  # a table's answers against the scales
+            long, wide = _table(data, instruments)  # of its instruments, now they are known
     return study, long, wide, instruments, collection
 
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vaar.errors import VaarError
-from vaar.files import atomic_write, write_text
+from vaar.files import atomic_write, make_folder, write_text
 from vaar.report.document import SCHEMA_PATH, build_estimates, plain
 from vaar.report.html import render_html
 
@@ -65,11 +64,7 @@ def write_bundle(out_dir: Path, result) -> Path:
 
 def write_report(out_dir: str | Path, result) -> Path:
     """Write the whole report folder for one analysed study and return the index.html path."""
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VaarError(f"cannot create report folder {out_dir}: {exc.strerror}") from None
+    out_dir = make_folder(out_dir, "report folder")
     doc = build_estimates(result)
     write_text(out_dir / "estimates.json", json.dumps(doc, indent=2, ensure_ascii=False))
     with atomic_write(out_dir / SCHEMA_PATH.name) as tmp:

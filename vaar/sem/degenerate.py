@@ -33,6 +33,23 @@ class Cleaned:
     excluded_groups: list[dict] = field(default_factory=list)  # {group, reason}
 
 
+def unanswered(data: pd.DataFrame, items: list[str]) -> list[str]:
+    """Items no row answers (a column of empty cells): degenerate in every group."""
+    return [item for item in items if item in data.columns and data[item].isna().all()]
+
+
+def check_unanswered(data: pd.DataFrame, items: list[str], strategy: str) -> str | None:
+    """Before any R: items nobody answered. VaarError unless the strategy drops them (every
+    group would be excluded); else the note to show at once (the report also lists them)."""
+    empty = unanswered(data, items)
+    if not empty:
+        return None
+    note = f"item(s) {', '.join(empty)} have no answer in any session (every cell empty)"
+    if strategy != "drop_items":
+        raise VaarError(f"cannot fit the model (degenerate={strategy!r}): {note}")
+    return f"{note}; dropped before fitting (degenerate='drop_items')"
+
+
 def group_problems(rows: pd.DataFrame, name: str, items: list[str]) -> list[Problem]:
     """Problems that concern a whole group."""
     if rows[items].isna().all().all():
