@@ -12,20 +12,6 @@ from vaar.config import INTERVAL_METHODS
 from vaar.errors import VaarError
 
 
-def _read_model(path: str) -> str:
-    try:
-        syntax = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise VaarError(f"--model {path}: cannot read the lavaan model ({reason})") from None
-    if not syntax.strip():
-        raise VaarError(f"--model {path}: the file is empty (expected lavaan model syntax)")
-    from vaar.sem.grammar import check_model
-
-    check_model(syntax, source=f"--model {path}")  # the allow-list, before any data or R
-    return syntax
-
-
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -113,11 +99,16 @@ def analyze(
       vaar analyze answers.csv --model my.lav --group llm
       vaar analyze answers.csv --human-group humans --bootstrap 200
     """
+    from vaar.files import folder_problem
     from vaar.report.batch import find_jobs, run_jobs, write_index
+    from vaar.sem.ladder import read_model_file
 
     if (model_file is None) != (group is None):
         raise VaarError("--model and --group go together: give both (or neither)")
-    user_model = (_read_model(model_file), group) if model_file else None
+    problem = folder_problem(out_root)  # before any study is fitted, not after
+    if problem:
+        raise VaarError(f"--out: {problem}")
+    user_model = (read_model_file(model_file), group) if model_file else None
     jobs = find_jobs(list(inputs))
     click.echo(f"[vaar] {len(jobs)} stud{'y' if len(jobs) == 1 else 'ies'} to analyse")
     overrides = {

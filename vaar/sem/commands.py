@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from vaar.errors import VaarError
-from vaar.files import write_text
+from vaar.files import folder_problem, make_folder, write_text
 
 
 @click.command("sem-fit")
@@ -31,23 +31,21 @@ from vaar.files import write_text
 def sem_fit(data, model_file, group, out_dir, estimator, ordered, levels, rule, partial,
             equal_paths, bootstrap, degenerate):  # fmt: skip
     """Fit MODEL on DATA (CSV) by GROUP; write sem.json and bundle/ to OUT."""
-    import pandas as pd
-
+    from vaar.data import read_frame
     from vaar.sem import analyze_data, write_bundle
-    from vaar.sem.grammar import check_model
+    from vaar.sem.ladder import read_model_file
 
-    try:
-        table = pd.read_csv(data)
-        syntax = model_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise VaarError(f"cannot read input: {exc}") from None
-    check_model(syntax, source=f"--model {model_file}")  # the allow-list, before any R
+    problem = folder_problem(out_dir)  # every input is checked before R starts
+    if problem:
+        raise VaarError(f"--out: {problem}")
+    syntax = read_model_file(model_file)  # the allow-list, in Python
+    table = read_frame(data)
     result = analyze_data(
         table, syntax, group, estimator=estimator, ordered=ordered,
         levels=[lv.strip() for lv in levels.split(",") if lv.strip()], rule=rule,
         partial=partial, bootstrap=bootstrap, degenerate=degenerate, equal_paths=equal_paths,
     )  # fmt: skip
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir, "--out")
     write_text(out_dir / "sem.json", json.dumps(result.to_dict(), indent=1))
     script = write_bundle(out_dir / "bundle", result)
     highest = result.decision.get("highest")

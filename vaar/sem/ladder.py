@@ -4,10 +4,13 @@ ladder (r/ladder.R: vaar_fit_ladder) and wrap its plain-data result in a SemResu
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from vaar.errors import VaarError
+from vaar.files import read_text
 from vaar.sem import bridge
 from vaar.sem import syntax as lav_syntax
 from vaar.sem.degenerate import clean
@@ -75,26 +78,53 @@ def _thresholds(thresholds: dict | None) -> dict:
     return {k: float(v) for k, v in thresholds.items()}
 
 
-def _model_data(data: pd.DataFrame, group: str, observed: list[str]) -> pd.DataFrame:
+def read_model_file(path: str | Path) -> str:
+    """A lavaan model file the user named (`--model`): UTF-8 text, not empty, through the
+    allow-list; all in Python, before any data is read or R started."""
+    try:
+        syntax = read_text(path, "lavaan model file")
+    except VaarError as exc:
+        raise VaarError(f"--model {exc}") from None
+    if not syntax.strip():
+        raise VaarError(f"--model {path}: the file is empty (expected lavaan model syntax)")
+    check_model(syntax, source=f"--model {path}")
+    return syntax
+
+
+def check_groups(data: pd.DataFrame, group: str, *, at_least: int = 1) -> None:
+    """The group column is there, never empty, and holds `at_least` groups (no R needed)."""
     if not isinstance(data, pd.DataFrame):
         raise VaarError("data must be a pandas DataFrame")
     if group not in data.columns:
         raise VaarError(f"no group column {group!r} (columns: {', '.join(map(str, data.columns))})")
+    if data[group].isna().any():
+        raise VaarError(f"group column {group!r} has empty values")
+    groups = data[group].astype(str).unique()
+    if len(groups) < at_least:
+        raise VaarError(
+            f"group column {group!r} holds {len(groups)} group(s) ({', '.join(groups[:3])}): "
+            f"comparing measurement across groups needs at least {at_least}"
+        )
+
+
+def _model_data(data: pd.DataFrame, group: str, observed: list[str]) -> pd.DataFrame:
+    check_groups(data, group)
     missing = [v for v in observed if v not in data.columns]
     if missing:
         raise VaarError(f"the model names variables missing from the data: {', '.join(missing)}")
     frame = data[[group, *observed]].copy()
-    if frame[group].isna().any():
-        raise VaarError(f"group column {group!r} has empty values")
     frame[group] = frame[group].astype(str)
     for column in observed:
         values = pd.to_numeric(frame[column], errors="coerce")
-        bad = frame[column].notna() & values.isna()
-        if bad.any():
-            row = int(bad.to_numpy().nonzero()[0][0])
-            raise VaarError(
-                f"column {column}: non-numeric value {frame[column].iloc[row]!r} in row {row + 1}"
-            )
+        for bad, what in (
+            (frame[column].notna() & values.isna(), "non-numeric"),
+            (np.isinf(values), "infinite"),
+        ):
+            if bad.any():
+                row = int(bad.to_numpy().nonzero()[0][0])
+                value = frame[column].iloc[row]
+                shown = repr(value) if isinstance(value, str) else f"{float(value):g}"
+                raise VaarError(f"column {column}: {what} value {shown} in row {row + 1}")
         frame[column] = values.astype(float)
     return frame.reset_index(drop=True)
 
@@ -126,6 +156,7 @@ def fit_ladder(
     "cheung_rensvold2002" or "lrt"; `thresholds` override the rule's cut-offs. `missing`:
     "fiml" (continuous data, when anything is missing) or "listwise" (complete sessions only;
     far faster with many items). Ordinal data always use pairwise deletion."""
+    check_groups(data, group)  # before R parses anything
     parsed = parse_model(syntax)
     syntax = parsed["syntax"]  # from here on the checked text: what R gets and the bundle holds
     frame = _model_data(data, group, parsed["ov"])
@@ -238,7 +269,9 @@ def analyze_data(
     seed: int = 1,
 ) -> SemResult:
     """Any lavaan model on any multi-group table: the same ladder, decisions and outputs as the
-    vaar model (no VAAR). Syntax, group column and variables are checked first."""
+    vaar model (no VAAR). Syntax, group column and variables are checked first; one group is
+    an error (its ladder would report "strict" invariance, having compared nothing)."""
+    check_groups(table, group, at_least=2)
     return fit_ladder(
         table, syntax, group, estimator=estimator, ordered=ordered, levels=levels,
         degenerate=degenerate, rule=rule, thresholds=thresholds, partial=partial,

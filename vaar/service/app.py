@@ -197,7 +197,12 @@ def _iso(ts: float | None) -> str | None:
 async def create_analysis(request: web.Request) -> web.Response:
     settings, store, runner = request.app[SETTINGS], request.app[STORE], request.app[RUNNER]
     upload = await uploads.read_upload(request, settings.max_upload_bytes)
-    checked = await asyncio.to_thread(uploads.check_upload, upload)
+    checked = await asyncio.to_thread(
+        uploads.check_upload,
+        upload,
+        max_columns=settings.max_columns,
+        max_rows=settings.max_rows,
+    )
     if checked.model:
         try:
             observed = await runner.check({"syntax": checked.model})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from vaar.service.settings import LOOPBACK
+from vaar.service.settings import LOOPBACK, ServiceSettings
 
 
 @click.command()
@@ -40,6 +40,20 @@ from vaar.service.settings import LOOPBACK
 )
 @click.option("--max-upload-mb", default=50.0, show_default=True, type=float)
 @click.option(
+    "--max-columns",
+    default=ServiceSettings.max_columns,
+    show_default=True,
+    type=int,
+    help="Columns an uploaded table may have.",
+)
+@click.option(
+    "--max-rows",
+    default=ServiceSettings.max_rows,
+    show_default=True,
+    type=int,
+    help="Data rows an uploaded table may have.",
+)
+@click.option(
     "--token",
     envvar="VAAR_TOKEN",
     default=None,
@@ -62,6 +76,8 @@ def serve(
     workers,
     job_timeout,
     max_upload_mb,
+    max_columns,
+    max_rows,
     token,
     uploads_per_minute,
     requests_per_minute,
@@ -73,7 +89,6 @@ def serve(
       vaar serve --port 8080          then open http://127.0.0.1:8080/
     """
     from vaar.service.app import run
-    from vaar.service.settings import ServiceSettings
 
     settings = ServiceSettings(
         data_dir=data_dir.resolve(),
@@ -82,6 +97,8 @@ def serve(
         workers=workers,
         job_timeout=job_timeout,
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        max_columns=max_columns,
+        max_rows=max_rows,
         token=token or None,
         uploads_per_minute=uploads_per_minute,
         requests_per_minute=requests_per_minute,

@@ -18,6 +18,8 @@ class ServiceSettings:
     workers: int = 1  # R worker processes; each runs one job at a time
     job_timeout: float = 600.0  # seconds a job may run before its worker is killed
     max_upload_bytes: int = 50 * 1024 * 1024
+    max_columns: int = 2000  # an upload's columns (vaar's model has 38 items): 413 beyond
+    max_rows: int = 200_000  # an upload's data rows: 413 beyond
     token: str | None = None  # bearer token; None = no authentication
     uploads_per_minute: float = 60.0  # per client (remote address)
     requests_per_minute: float = 1200.0  # per client, every /api request
@@ -32,6 +34,11 @@ class ServiceSettings:
             problems.append(f"job timeout must be positive (got {self.job_timeout})")
         if self.max_upload_bytes < 1024:
             problems.append(f"upload limit must be at least 1 KiB (got {self.max_upload_bytes})")
+        if self.max_columns < 2 or self.max_rows < 1:
+            problems.append(
+                f"column and row limits must be at least 2 and 1 (got {self.max_columns}, "
+                f"{self.max_rows})"
+            )
         if self.uploads_per_minute <= 0 or self.requests_per_minute <= 0:
             problems.append("rate limits must be positive")
         if self.token is not None and len(self.token) < 16:

@@ -8,17 +8,19 @@ then does the runner's checker process let lavaan parse it (R), for lavaan's own
 
 from __future__ import annotations
 
-import csv
 import io
-import tomllib
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 from aiohttp import BodyPartReader, MultipartReader, web
 
 from vaar.config import Study, parse_study
+from vaar.data import check_csv
 from vaar.errors import ConfigError, VaarError
+from vaar.files import parse_toml
 from vaar.sem.grammar import ModelSyntaxError, check_model
+from vaar.sem.ladder import check_groups
 
 DATA_SUFFIXES = (".csv", ".tsv", ".txt")
 TEXT_FIELD_LIMIT = 256 * 1024  # model syntax, study TOML, group name
@@ -150,11 +152,14 @@ def _text(body: bytes, name: str) -> str:
         raise UploadError(415, f"field {name!r} is not UTF-8 text") from None
 
 
-def check_upload(upload: Upload) -> CheckedUpload:
-    """Parse and check everything that needs no R. Raises UploadError (4xx)."""
+def check_upload(upload: Upload, *, max_columns: int, max_rows: int) -> CheckedUpload:
+    """Parse and check everything that needs no R, in time linear in the upload's size; the
+    limits are ServiceSettings'. Raises UploadError (4xx)."""
     if upload.model and upload.study_text:
         raise bad("send either a lavaan 'model' or a 'study' config, not both")
-    table = parse_table(upload.data, upload.filename, upload.group)
+    table = parse_table(
+        upload.data, upload.filename, upload.group, max_columns=max_columns, max_rows=max_rows
+    )
     check_group(table, upload.group)
     checked = CheckedUpload(
         table=table, group=upload.group, kind="auto", filename=_safe_name(upload.filename)
@@ -163,6 +168,10 @@ def check_upload(upload: Upload) -> CheckedUpload:
         try:  # lavaan evaluates parts of a model as R code: nothing unchecked goes near R
             check_model(upload.model, source="model")
         except ModelSyntaxError as exc:
+            raise unprocessable(str(exc)) from None
+        try:
+            check_groups(table, upload.group, at_least=2)  # an invariance ladder compares groups
+        except VaarError as exc:
             raise unprocessable(str(exc)) from None
         checked.kind, checked.model = "model", upload.model
         return checked  # the variables are checked once lavaan has parsed the syntax
@@ -177,7 +186,9 @@ def check_upload(upload: Upload) -> CheckedUpload:
     return checked
 
 
-def parse_table(data: bytes, filename: str, group: str) -> pd.DataFrame:
+def parse_table(
+    data: bytes, filename: str, group: str, *, max_columns: int, max_rows: int
+) -> pd.DataFrame:
     name = filename or "data"
     if not data.strip():
         raise bad(f"{name}: the data file is empty")
@@ -200,17 +211,15 @@ def parse_table(data: bytes, filename: str, group: str) -> pd.DataFrame:
         if name.lower().endswith(".tsv") or first_line.count("\t") > first_line.count(",")
         else ","
     )
-    header = next(csv.reader([first_line], delimiter=sep))
-    header = [h.strip() for h in header]
-    dupes = sorted({h for h in header if header.count(h) > 1})
-    if dupes:
-        raise bad(f"{name}: repeated column name(s) {dupes}")
-    if any(not h for h in header):
-        raise bad(f"{name}: a column has no name (empty header cell)")
-    if len(header) < 2:
-        raise bad(
-            f"{name}: found one column {header}; expected a header row and comma-separated columns"
-        )
+    try:  # one pass, linear in the size: header names, ragged rows, quoting
+        header, rows = check_csv(text, name, sep)
+    except VaarError as exc:
+        raise bad(str(exc)) from None
+    for count, limit, what in ((len(header), max_columns, "columns"), (rows, max_rows, "rows")):
+        if count > limit:
+            raise UploadError(
+                413, f"{name}: {count} {what}; the service takes at most {limit} (max_{what})"
+            )
     try:
         table = pd.read_csv(io.StringIO(text), sep=sep, dtype={group: str}, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
@@ -242,17 +251,18 @@ def check_group(table: pd.DataFrame, group: str) -> None:
 
 
 def check_numeric(table: pd.DataFrame, columns: list[str]) -> None:
-    """The variables lavaan will use must be numbers (empty cells are missing answers)."""
+    """The variables lavaan will use must be finite numbers (empty cells: missing answers)."""
     for column in columns:
         values = table[column]
-        if pd.api.types.is_numeric_dtype(values):
-            continue
         converted = pd.to_numeric(values, errors="coerce")
-        bad_rows = values.index[converted.isna() & values.notna()].tolist()
-        first = bad_rows[0]
-        raise unprocessable(
-            f"column {column!r} must be numeric; line {first + 2} holds {values[first]!r}"
-        )
+        bad_rows = values.index[(converted.isna() & values.notna()) | np.isinf(converted)]
+        if len(bad_rows):
+            first = bad_rows[0]  # +2 below: 1-based, after the header
+            value = values[first]
+            shown = repr(value) if isinstance(value, str) else f"{float(value):g}"
+            raise unprocessable(
+                f"column {column!r} must be numeric; line {first + 2} holds {shown}"
+            )
 
 
 def check_model_variables(table: pd.DataFrame, group: str, observed: list[str]) -> None:
@@ -270,11 +280,7 @@ def check_model_variables(table: pd.DataFrame, group: str, observed: list[str]) 
 
 def parse_study_text(text: str) -> Study:
     try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise unprocessable(f"study: not valid TOML: {exc}") from None
-    try:
-        study = parse_study(raw, source="study")
+        study = parse_study(parse_toml(text, "study"), source="study")
     except ConfigError as exc:
         raise unprocessable(str(exc)) from None
     # the service never opens files a client names: only built-in instruments and reference
