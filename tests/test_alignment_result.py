@@ -98,15 +98,24 @@ def test_bootstrap_by_count_needs_the_fitted_data():
         align(fitted(), PATHS, load_reference(), bootstrap=5)
 
 
-def write_estimates_json(path, fit: Fitted) -> None:
-    """The parts of a report's estimates.json that `vaar vaar-score` reads."""
-    doc = {
-        "estimates": json.loads(fit.estimates.to_json(orient="records")),
-        "model": {"paths": [{"lhs": p.lhs, "rhs": p.rhs, "role": p.role} for p in PATHS]},
-        "invariance": {"decision": fit.decision},
-        "diagnostics": fit.diagnostics,
-    }
-    path.write_text(json.dumps(doc))
+def write_estimates_json(path, fit: Fitted, paths=PATHS) -> None:
+    """A report's estimates.json of these estimates and paths, as `vaar vaar-score` reads it."""
+    from vaar.report import build_estimates
+    from vaar.result import StudyResult
+    from vaar.sem.model import VaarModel
+    from vaar.sem.result import SemResult
+
+    levels = list(dict.fromkeys(fit.estimates["level"]))
+    sem = SemResult(
+        estimates=fit.estimates, fits=pd.DataFrame({"level": levels}),
+        comparisons=pd.DataFrame(), decision=fit.decision, diagnostics=fit.diagnostics,
+        lavaan_output={}, versions={},
+    )  # fmt: skip
+    result = StudyResult.from_analysis(
+        name="rescored", study=None, instruments=[], wide=pd.DataFrame(), long=None,
+        collection=None, model=VaarModel("AoDS ~ IUIPC + PSA", list(paths), []), sem=sem,
+    )  # fmt: skip
+    path.write_text(json.dumps(build_estimates(result)))
 
 
 def test_vaar_score_command_rescores_against_a_human_group(tmp_path):
@@ -141,6 +150,9 @@ def test_vaar_score_command_errors_are_clear(tmp_path):
     assert run.exit_code == 2 and "not valid JSON" in run.output
     assert "Traceback" not in run.output
     bad.write_text(json.dumps({"estimates": [], "model": {"paths": []}}))
+    run = CliRunner().invoke(main, ["vaar-score", str(bad)])
+    assert run.exit_code == 2 and "does not match its schema" in run.output
+    write_estimates_json(bad, fitted(), paths=[])  # a user model's report
     run = CliRunner().invoke(main, ["vaar-score", str(bad)])
     assert run.exit_code == 2 and "no structural paths" in run.output
     estimates_json = tmp_path / "estimates.json"

@@ -57,6 +57,15 @@ def test_vaar_recovers_the_planted_signs(small_run):
     assert 0.05 < scores["sim-null"] < 0.95, scores
 
 
+def test_the_report_reads_back_with_its_collection_summary(small_run):
+    from test_report_read import assert_reads_back
+
+    out, _, _ = small_run
+    collected = assert_reads_back(out / "estimates.json").collection
+    assert collected.models["sim-aligned"]["sessions"] == 120
+    assert sum(collected.models["sim-aligned"]["answers"].values()) == 120 * 38
+
+
 def test_configural_paths_show_the_planted_signs(small_run):
     """The configural paths in estimates.json show the planted sign pattern."""
     out, _, _ = small_run

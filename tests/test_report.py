@@ -133,6 +133,14 @@ def test_estimates_json_validates_against_the_schema(report_dir):
     assert (report_dir / "estimates.schema.json").read_bytes() == SCHEMA_PATH.read_bytes()
 
 
+def test_estimates_json_reads_back_into_the_same_document(report_dir):
+    """read_estimates gives the StudyResult again: its document is the one written."""
+    from test_report_read import assert_reads_back
+
+    back = assert_reads_back(report_dir / "estimates.json")
+    assert back.study.models == list(PLANTED) and back.alignment.level == "configural"
+
+
 def test_vaar_ranks_the_planted_models(report_dir):
     """The report carries the pipeline's numbers: aligned ranks above reversed."""
     doc = json.loads((report_dir / "estimates.json").read_text(encoding="utf-8"))
@@ -209,3 +217,6 @@ def test_a_study_nothing_could_be_fitted_for_still_gets_a_report(tmp_path):
         assert "positive-definite" in reason  # lavaan's message, passed on
     html = out.read_text(encoding="utf-8")
     assert "could not be fitted" in html
+    from test_report_read import assert_reads_back
+
+    assert assert_reads_back(out.parent / "estimates.json").sem.estimates.empty

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from test_report import simulated_tables, study_toml, write_instruments
+from test_report_read import assert_reads_back
 
 from vaar.cli import main
 from vaar.config import load_study
@@ -88,6 +89,7 @@ def test_batch_writes_two_reports_and_an_index(batch):
         assert doc["study"]["models"] == list(MODELS)
         assert (folder / "index.html").is_file() and (folder / "bundle" / "analysis.R").is_file()
         assert (folder / "vaar.csv").is_file()
+        assert_reads_back(folder / "estimates.json")
     assert not (out / "broken").exists()
     index = (out / "index.html").read_text(encoding="utf-8")
     assert '<a href="stored/index.html">' in index and '<a href="exported/index.html">' in index
@@ -131,6 +133,7 @@ def test_user_model_on_a_plain_table(tmp_path):
     doc = json.loads((out / "mine" / "estimates.json").read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator(load_schema()).validate(doc)
     assert doc["alignment"] is None
+    assert assert_reads_back(out / "mine" / "estimates.json").model.paths == []
     paths = {r["group"]: r["est"] for r in doc["structural"] if r["level"] == "configural"}
     assert paths["lab <A>"] > 0.3 and paths["lab B"] < -0.1
     html = (out / "mine" / "index.html").read_text(encoding="utf-8")
@@ -172,6 +175,8 @@ def test_human_group_level_and_bootstrap_from_the_command_line(tmp_path):
     assert all(r["draws_ok"] + r["draws_failed"] == 3 for r in soft.values())
     assert alignment["bootstrap"]["requested"] == 3
     assert alignment["bootstrap"]["interval_method"] == "basic-z"
+    back = assert_reads_back(out / "mixed" / "estimates.json").alignment
+    assert back.bootstrap.method == "basic-z" and back.reference.human_group == "humans"
     human = alignment["human_paths"]
     assert {r["group"] for r in human} == {"humans"} and len(human) == 2
     html = (out / "mixed" / "index.html").read_text(encoding="utf-8")

@@ -52,10 +52,10 @@ def main():
 
 def _register():
     from vaar import commands as pipeline_commands
-    from vaar.alignment import commands as alignment_commands
     from vaar.collection import commands as collection_commands
     from vaar.instruments import commands as instrument_commands
     from vaar.report import commands as report_commands
+    from vaar.report import rescore as rescore_commands
     from vaar.sem import commands as sem_commands
     from vaar.service import commands as service_commands
 
@@ -64,8 +64,8 @@ def _register():
         pipeline_commands,
         collection_commands,
         sem_commands,
-        alignment_commands,
         report_commands,
+        rescore_commands,
         service_commands,
     ):
         for command in module.COMMANDS:

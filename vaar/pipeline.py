@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from vaar import __version__
+from vaar.collection.summary import CollectionSummary
 from vaar.config import AnalysisSpec, Study
 from vaar.files import make_folder
 from vaar.result import StudyResult
@@ -55,7 +56,7 @@ def analyze_tables(
     instruments: list,
     *,
     long: pd.DataFrame | None = None,
-    collection: dict | None = None,
+    collection: CollectionSummary | None = None,
     name: str | None = None,
     echo: Echo = print,
     timings: dict | None = None,
@@ -113,11 +114,11 @@ def analyze_tables(
         "instrument_hashes": {i.id: i.content_hash for i in instruments},
         "data_sha256": data_hash(wide),
     }
-    return StudyResult(
+    return StudyResult.from_analysis(
         study=study,
         name=name or (study.name if study else "analysis"),
         instruments=instruments,
-        collection=collection or {},
+        collection=collection,
         long=long,
         wide=wide,
         model=model,
@@ -157,7 +158,7 @@ def run_study(study: Study, *, echo: Echo = print, progress: bool = True) -> Pat
         wide,
         instruments,
         long=long,
-        collection=summary.to_dict() if hasattr(summary, "to_dict") else dict(summary),
+        collection=summary,
         echo=echo,
         timings=timings,
     )

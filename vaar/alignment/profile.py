@@ -32,8 +32,8 @@ class Profiles:
 
     table: pd.DataFrame
     stability: pd.DataFrame
-    splits: int
-    seed: int
+    splits: int | None  # None when read from an estimates.json (which does not store them)
+    seed: int | None
 
     def to_dict(self) -> dict:
         return {

@@ -6,6 +6,7 @@ from vaar.lazy import lazy_exports
 EXPORTS = {
     "SCHEMA_VERSION": "document",
     "build_estimates": "document",
+    "read_estimates": "read",
     "render_html": "html",
     "validate_estimates": "document",
     "write_report": "write",

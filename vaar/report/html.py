@@ -56,6 +56,7 @@ VAAR_COLUMNS = [
     ("draws_failed", "Draws failed"),
 ]
 BOOTSTRAP_ONLY = ("vaar_soft_ci", "draws_ok", "draws_failed")  # shown when bootstrapped
+VAAR_CI = ("vaar_soft_ci_lower", "vaar_soft_ci_upper")  # the bootstrap's interval columns
 COLLECTION_COLUMNS = [
     ("model", "Model"),
     ("sessions", "Sessions"),
@@ -191,20 +192,6 @@ def _ci(row: dict, lower: str, upper: str) -> str:
     return f"[{fmt(lo)}, {fmt(hi)}]" if lo is not None and hi is not None else "—"
 
 
-def _vaar_ci_keys(rows: list[dict]) -> tuple[str, str]:
-    """The interval columns for VAAR soft, whatever the alignment stage called them."""
-    keys = set().union(*(r.keys() for r in rows)) if rows else set()
-    for lo, hi in [
-        ("vaar_soft_ci_lower", "vaar_soft_ci_upper"),
-        ("vaar_soft_lower", "vaar_soft_upper"),
-        ("vaar_soft_lo", "vaar_soft_hi"),
-        ("ci_lower", "ci_upper"),
-    ]:
-        if lo in keys and hi in keys:
-            return lo, hi
-    return "vaar_soft_ci_lower", "vaar_soft_ci_upper"
-
-
 def structural_level(doc: dict) -> str | None:
     """The level whose structural paths are shown: the one VAAR scores; without VAAR the
     highest level that holds; else the first level fitted."""
@@ -223,9 +210,9 @@ def view(doc: dict) -> dict:
     level = structural_level(doc)
     shown = [r for r in _paths(doc["structural"]) if r["level"] == level]
     alignment = doc["alignment"]
-    scores, evidence, human, lo, hi = [], [], [], "", ""
+    scores, evidence, human = [], [], []
+    lo, hi = VAAR_CI
     if alignment:
-        lo, hi = _vaar_ci_keys(alignment["scores"])
         ranked = sorted(
             alignment["scores"],
             key=lambda r: -r["vaar_soft"] if r.get("vaar_soft") is not None else math.inf,
@@ -246,7 +233,7 @@ def view(doc: dict) -> dict:
     decision = doc["invariance"]["decision"]
     return {
         "doc": doc,
-        "decision_level": decision.get("highest", decision.get("level")),
+        "decision_level": decision.get("highest"),
         "rule_text": RULES.get(decision.get("rule") or "", ""),
         "comparison_columns": _present(COMPARISON_COLUMNS, doc["invariance"]["comparisons"]),
         "study": study,

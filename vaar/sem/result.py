@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 ESTIMATE_COLUMNS = [
@@ -116,15 +117,15 @@ class SemResult:
             "fits": json_records(self.fits),
             "group_fits": json_records(self.group_fits),
             "comparisons": json_records(self.comparisons),
-            "decision": _clean(self.decision),
+            "decision": json_ready(self.decision),
             "partial": json_records(self.partial),
-            "equal_paths": _clean(self.equal_paths),
+            "equal_paths": json_ready(self.equal_paths),
             "bootstrap": json_records(self.bootstrap),
-            "diagnostics": _clean(self.diagnostics),
-            "options": _clean(self.options),
+            "diagnostics": json_ready(self.diagnostics),
+            "options": json_ready(self.options),
             "estimator": self.estimator,
             "syntax": self.syntax,
-            "call": _clean(self.call),
+            "call": json_ready(self.call),
             "groups": list(self.groups),
             "versions": dict(self.versions),
             "lavaan_output": dict(self.lavaan_output),
@@ -132,17 +133,20 @@ class SemResult:
 
 
 def json_records(frame: pd.DataFrame) -> list[dict]:
-    """A table's rows as JSON-ready dicts: NaN becomes None, numpy scalars plain Python."""
-    return [_clean(r) for r in frame.to_dict(orient="records")]
+    """A table's rows as JSON-ready dicts (see json_ready)."""
+    return [json_ready(r) for r in frame.to_dict(orient="records")]
 
 
-def _clean(value):
+def json_ready(value):
+    """Plain JSON data: NaN and infinities become None, numpy values plain Python ones."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, float) and math.isnan(value):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [json_ready(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
         return None
-    if hasattr(value, "item"):  # numpy scalars
-        return _clean(value.item())
+    if value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        return json_ready(value.item())
     return value

@@ -58,11 +58,11 @@ def run_job(progress, *, job_dir: str, spec: dict) -> dict:
         t0 = time.perf_counter()
         sem = analyze_data(table, spec["model"], "model")
         timings["lavaan"] = round(time.perf_counter() - t0, 3)
-        result = StudyResult(
+        result = StudyResult.from_analysis(
             study=None,
             name=_name(spec),
             instruments=[],
-            collection={},
+            collection=None,
             long=None,
             wide=table,
             model=spec["model"],
@@ -92,7 +92,7 @@ def run_job(progress, *, job_dir: str, spec: dict) -> dict:
         result = analyze_tables(study, wide, instruments, name=name, echo=_quiet, timings=timings)
     progress("writing the report", 0.85)
     write_report(job_dir / REPORT_DIR, result)
-    return summarize(result, time.perf_counter() - started)
+    return summarize(result, table, time.perf_counter() - started)
 
 
 def _quiet(_line: str) -> None:
@@ -104,13 +104,13 @@ def _name(spec: dict) -> str:
     return stem or "analysis"
 
 
-def summarize(result, seconds: float) -> dict:
+def summarize(result, table: pd.DataFrame, seconds: float) -> dict:
     """A few headline numbers for GET /api/analyses/{id}; the report holds the rest."""
     sem = result.sem
     fits = getattr(sem, "fits", None)
     summary = {
         "seconds": round(seconds, 3),
-        "groups": sorted(map(str, result.wide["model"].unique())),
+        "groups": sorted(map(str, table["model"].unique())),
     }
     if isinstance(fits, pd.DataFrame) and not fits.empty:
         summary["levels"] = [
