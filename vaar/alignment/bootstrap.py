@@ -145,25 +145,17 @@ def fit_evidence(
 
 def fit_failure(sem_result) -> str:
     """lavaan's own reason why a fit failed: its errors at the configural level, else any."""
-    diagnostics = getattr(sem_result, "diagnostics", None) or {}
+    diagnostics = sem_result.diagnostics
     messages = [str(m) for m in diagnostics.get("errors") or diagnostics.get("warnings") or []]
     first = [m for m in messages if m.startswith("configural:")] or messages
     return "; ".join(first) or "lavaan gave no estimates and no message"
 
 
 def excluded_groups(sem_result) -> dict[str, str]:
-    """Groups vaar.sem left out before fitting, with its reasons (diagnostics)."""
-    diagnostics = getattr(sem_result, "diagnostics", None) or {}
-    excluded = diagnostics.get("excluded_groups", {}) if isinstance(diagnostics, dict) else {}
-    if isinstance(excluded, dict):
-        return {str(k): str(v) for k, v in excluded.items()}
-    out = {}
-    for entry in excluded or []:
-        if isinstance(entry, dict):
-            out[str(entry.get("group"))] = str(entry.get("reason", "excluded by vaar.sem"))
-        else:
-            out[str(entry)] = "excluded by vaar.sem"
-    return out
+    """Groups vaar.sem left out before fitting, with its reasons (diagnostics: a list of
+    {group, reason})."""
+    excluded = sem_result.diagnostics.get("excluded_groups") or []
+    return {str(e["group"]): str(e["reason"]) for e in excluded}
 
 
 INTERVAL_NOTES = {

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_PATH = Path(__file__).with_name("estimates.schema.json")
-plain = json_ready  # the name write.py imports
 ANSWERS = "answers"  # the per-model answer-status counts, flat in the document: answers_ok, ...
 CITATION_SEPARATOR = "; "  # a reference entry's citations, in one text field
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from vaar.files import atomic_write, make_folder, write_text
-from vaar.report.document import SCHEMA_PATH, build_estimates, plain
+from vaar.report.document import SCHEMA_PATH, build_estimates
 from vaar.report.html import render_html
 
 # CSV file name -> where its rows live in the estimates document
@@ -71,7 +71,6 @@ def write_report(out_dir: str | Path, result) -> Path:
         shutil.copyfile(SCHEMA_PATH, tmp)
     write_tables(out_dir, doc)
     write_bundle(out_dir, result)
-    lavaan_output = plain(getattr(result.sem, "lavaan_output", None) or {})
     index = out_dir / "index.html"
-    write_text(index, render_html(doc, lavaan_output), "report")
+    write_text(index, render_html(doc, result.sem.lavaan_output), "report")
     return index
