@@ -132,15 +132,22 @@ async def test_r_workers_see_no_secrets_and_run_in_a_private_directory(server, h
         homes.append(home)
     assert len(set(homes)) == len(pids)  # one directory each
 
-    # a worker killed mid-job leaves no directory behind: its restart gets a new one
+    # a worker killed from outside while R's forks fit the levels (one worker on two cores
+    # forks): the job fails at once, the forks end, the directory goes, the restart gets a new one
     async with aiohttp.ClientSession() as session:
         upload = form(hs_csv.read_bytes(), group="school", model=HS_MODEL)
         _, job = await submit(session, server.base, upload, headers=AUTH)
         await wait_job(session, server.base, job["id"], until=("running",), headers=AUTH)
         (worker,) = [w for w in server.health()["workers"] if w["job"] == job["id"]]
+        children = Path(f"/proc/{worker['pid']}/task/{worker['pid']}/children")
+        for _ in range(600):
+            if children.read_text().split():
+                break
+            await asyncio.sleep(0.02)
+        assert children.read_text().split(), "no forked R process to orphan"
         os.kill(worker["pid"], signal.SIGKILL)
-        job = await wait_job(session, server.base, job["id"], headers=AUTH)
-    assert job["status"] == "failed"
+        job = await wait_job(session, server.base, job["id"], headers=AUTH, timeout=20)
+    assert job["status"] == "failed" and "killed by signal SIGKILL" in job["error"]
     for _ in range(240):
         after = server.health()["workers"][0]
         if after["state"] == "idle" and after["pid"] not in (None, worker["pid"]):
@@ -149,6 +156,8 @@ async def test_r_workers_see_no_secrets_and_run_in_a_private_directory(server, h
     old_home = homes[pids.index(worker["pid"])]
     assert not old_home.exists()
     assert Path(environ(after["pid"])["HOME"]).is_dir()
+    with pytest.raises(ProcessLookupError):  # the orphaned forks were ended with the group
+        os.killpg(worker["pid"], 0)
 
 
 def environ(pid: int) -> dict[str, str]:

@@ -292,7 +292,9 @@ class RWorker:
                 return self._conn.recv()
             except (EOFError, OSError):
                 pass
-        if ready:
+        # the sentinel fires only once every holder of the pipe is gone, and R's forks of a
+        # worker killed from outside (the OOM killer, kill -9) still hold it: ask the process
+        if ready or not self._process.is_alive():
             self._process.join(5)
             how = _signal_name(self._process.exitcode)
             reason = self._kill_reason or f"the R worker process stopped unexpectedly ({how})"
