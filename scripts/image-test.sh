@@ -25,7 +25,7 @@ for p in podman runc debootstrap; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
-  apt-get update -qq
+  timeout 600 apt-get update -qq
   DEBIAN_FRONTEND=noninteractive timeout 900 \
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
