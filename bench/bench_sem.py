@@ -83,7 +83,7 @@ def overhead(groups: int, sessions: int) -> None:
         csv, lav, script = Path(tmp, "d.csv"), Path(tmp, "m.lav"), Path(tmp, "plain.R")
         data.to_csv(csv, index=False)
         lav.write_text(MODEL)
-        script.write_text(PLAIN.format(rdir=ROOT / "r", csv=csv, lav=lav))
+        script.write_text(PLAIN.format(rdir=bridge.R_DIR, csv=csv, lav=lav))
         start = time.perf_counter()
         done = subprocess.run(["Rscript", str(script)], capture_output=True, text=True)
         r_total = time.perf_counter() - start

@@ -1,7 +1,8 @@
 """The files and folders a user names: text read as UTF-8 (with or without a byte-order mark),
 folders made to write into, files written all at once (`atomic_write`), each failure a
 one-line VaarError naming the path instead of a traceback (a binary or UTF-16 file, a folder
-where a file was meant, a path under a file, a full disk)."""
+where a file was meant, a path under a file, a full disk). And `package_path`: the files vaar
+ships inside its package (instruments, reference, R sources, templates, static pages)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,18 @@ import re
 import secrets
 import tomllib
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 
 from vaar.errors import ConfigError, VaarError
+
+
+def package_path(*parts: str) -> Path:
+    """A file or folder shipped inside the vaar package, wherever vaar is installed (a wheel in
+    site-packages or an editable checkout). pip always unpacks vaar, so it is a real path that
+    R can source and a folder can be globbed."""
+    return Path(resources.files("vaar"), *parts)
+
 
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # also the start of UTF-32 LE/BE
 

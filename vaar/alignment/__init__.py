@@ -1,7 +1,7 @@
 """Value-action alignment: the human reference, VAAR scores and their uncertainty, and the
 models' questionnaire profiles. Fits nothing itself: refits go through vaar.sem.
 
-    reference = load_reference()                     # data/reference/human_signs.toml
+    reference = load_reference()                     # vaar/alignment/human_signs.toml
     result = align(sem_result, vaar_model.paths, reference, level="configural")
     result.scores, result.evidence, result.not_estimable, result.to_dict()
     boot = bootstrap_vaar(scored_wide, RefitSpec(syntax, paths, reference), draws=200)

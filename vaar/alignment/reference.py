@@ -1,7 +1,7 @@
 """The human reference: which sign each structural path into data sharing has in people.
 
-Kept as a data file (data/reference/human_signs.toml) so users can read the citations, edit the
-signs, or replace them with signs estimated from a human group in their own data.
+Kept as a data file (human_signs.toml, next to this module) so users can read the citations,
+edit the signs, or replace them with signs estimated from a human group in their own data.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vaar.errors import ConfigError, VaarError, format_validation_error
-from vaar.files import read_toml
+from vaar.files import package_path, read_toml
 
-DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "data" / "reference" / "human_signs.toml"
+DEFAULT_REFERENCE = package_path("alignment", "human_signs.toml")
 FACTOR_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
 
 

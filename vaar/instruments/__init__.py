@@ -1,4 +1,4 @@
-"""Questionnaires as validated data: each instrument is one TOML file in data/instruments/ with
+"""Questionnaires as validated data: each instrument is one TOML file in shipped/ with
 its citation, provenance, instructions, response options and items. A standardized instrument
 must be given with its published wording, so the files are data (not code) and every report
 records each file's content hash."""
@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from vaar.errors import ConfigError, VaarError, format_validation_error
-from vaar.files import read_toml
+from vaar.files import package_path, read_toml
 
 __all__ = [
     "INSTRUMENTS_DIR",
@@ -35,9 +35,7 @@ __all__ = [
     "load_instrument",
 ]
 
-# The package is installed editable everywhere (dev, CI, Docker), so the repo's data dir is the
-# single source of truth: data/instruments next to the vaar/ package.
-INSTRUMENTS_DIR = Path(__file__).resolve().parents[2] / "data" / "instruments"
+INSTRUMENTS_DIR = package_path("instruments", "shipped")
 
 ID_PATTERN = r"^[a-z][a-z0-9_]*$"
 FACTOR_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"

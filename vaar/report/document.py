@@ -11,13 +11,13 @@ import json
 from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import jsonschema
 
 from vaar import __version__
 from vaar.errors import VaarError
+from vaar.files import package_path
 from vaar.sem.result import json_ready, json_records
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from vaar.sem.model import VaarModel
 
 SCHEMA_VERSION = "1.0"
-SCHEMA_PATH = Path(__file__).with_name("estimates.schema.json")
+SCHEMA_PATH = package_path("report", "estimates.schema.json")
 ANSWERS = "answers"  # the per-model answer-status counts, flat in the document: answers_ok, ...
 CITATION_SEPARATOR = "; "  # a reference entry's citations, in one text field
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from vaar.files import package_path
 from vaar.report import plots
 
-TEMPLATES = Path(__file__).with_name("templates")
+TEMPLATES = package_path("report", "templates")
 
 FIT_COLUMNS = [
     ("level", "Level"),

@@ -7,14 +7,14 @@ from __future__ import annotations
 import math
 import os
 import threading
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from vaar.errors import VaarError
+from vaar.files import package_path
 
-R_DIR = Path(__file__).resolve().parents[2] / "r"
+R_DIR = package_path("sem", "r")
 R_FILES = ("fit.R", "ordinal.R", "ladder.R")
 
 # The r/*.R functions that read a lavaan model, and the model's position among their

@@ -20,6 +20,7 @@ from aiolimiter import AsyncLimiter
 
 from vaar import __version__
 from vaar.errors import VaarError
+from vaar.files import package_path
 from vaar.service import uploads
 from vaar.service.jobs import INPUT_FILE, REPORT_DIR
 from vaar.service.openapi import openapi_spec
@@ -29,7 +30,7 @@ from vaar.service.store import DONE, JobStore, new_job_id
 from vaar.service.worker import JobFailed, WorkerLost
 
 log = logging.getLogger("vaar.service")
-STATIC = Path(__file__).with_name("static")
+STATIC = package_path("service", "static")
 JOB_ID = r"{job_id:[0-9a-f]{32}}"
 TOKEN_COOKIE = "vaar_token"
 PUBLIC_API = ("/api/health", "/api/openapi.json", "/api/session")
