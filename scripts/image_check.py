@@ -210,6 +210,8 @@ def check_study_folder(podman: Podman, owner: tuple[int, int], host_doc: dict) -
     if res.returncode == 0 or (here / "reports").exists():
         raise CheckFailed(f"uid {UID} wrote into a folder owned by uid {owner[0]}: {output(res)}")
     said = output(res).splitlines()[-1].strip()
+    if "Permission denied" not in said or "Traceback" in output(res):
+        raise CheckFailed(f"not the documented one-line Permission denied error: {output(res)}")
     ok(f"folder owned by uid {owner[0]}, no --user: exit {res.returncode}, {said!r}")
 
     user = f"{owner[0]}:{owner[1]}"
