@@ -143,8 +143,79 @@ def test_small_or_empty_groups_are_excluded_and_empty_categories_dropped():
 
 def test_no_group_left_is_an_error():
     data = groups({"m1": {"x": [1.0], "y": [2.0], "z": [3.0]}})
-    with pytest.raises(VaarError, match="no group is left to fit: group m1: 1 sessions"):
+    with pytest.raises(VaarError, match="no group is left to fit .*: group m1: 1 sessions"):
         clean(data, "g", ["x", "y", "z"], ordered=False, strategy="drop_items")
+
+
+VARIED = {"x": [1, 2, 3, 4, 5], "y": [2, 1, 4, 3, 5], "z": [5, 3, 1, 2, 4]}
+FIVES = "answered 5 to every item: no value–action variation to estimate"
+
+
+@pytest.mark.parametrize("strategy", ["drop_items", "exclude_group"])
+@pytest.mark.parametrize(
+    "constant, reason",
+    [
+        ({"x": [5.0] * 5, "y": [5.0] * 5, "z": [5.0] * 5}, FIVES),
+        ({"x": [5, np.nan, 5, 5, 5], "y": [5.0] * 5, "z": [np.nan, 5, 5, 5, 5]}, FIVES),
+        (
+            {"x": [3.0] * 5, "y": [5.0] * 5, "z": [1.0] * 5},
+            "gave the same answer to each item in every session: no value–action variation "
+            "to estimate",
+        ),
+        (
+            {"x": [4.0] * 5, "y": [np.nan] * 5, "z": [4.0] * 5},
+            FIVES.replace("5 to every item", "4 to every item it answered"),
+        ),
+    ],
+)
+def test_a_constant_group_is_excluded_and_the_others_keep_every_item(strategy, constant, reason):
+    """One model answering a constant must not sink the study: under drop_items its zero
+    variance would otherwise drop every item from every group."""
+    data = groups({"m1": VARIED, "const": constant, "m2": {k: v[::-1] for k, v in VARIED.items()}})
+    out = clean(data, "g", ["x", "y", "z"], ordered=False, strategy=strategy)
+    assert out.excluded_groups == [{"group": "const", "reason": reason}]
+    assert out.items == ["x", "y", "z"] and out.dropped_items == []
+    assert sorted(set(out.data["g"])) == ["m1", "m2"]
+    with pytest.raises(VaarError, match=f"degenerate='fail'\\): group const: {reason[:20]}"):
+        clean(data, "g", ["x", "y", "z"], ordered=False, strategy="fail")
+
+
+def test_a_group_constant_on_some_items_keeps_the_item_strategies():
+    partly = {"x": [5.0] * 5, "y": [5.0] * 5, "z": [1, 2, 3, 4, 5]}
+    data = groups({"m1": VARIED, "m2": partly})
+    out = clean(data, "g", ["x", "y", "z"], ordered=False, strategy="drop_items")
+    assert out.items == ["z"] and out.excluded_groups == []
+    out = clean(data, "g", ["x", "y", "z"], ordered=False, strategy="exclude_group")
+    assert out.excluded_groups == [
+        {"group": "m2", "reason": "item x: zero variance (every answer is 5)"}
+    ]
+
+
+def test_every_group_constant_is_one_clear_error():
+    data = groups({"a": {k: [5.0] * 5 for k in "xyz"}, "b": {k: [1.0] * 5 for k in "xyz"}})
+    with pytest.raises(VaarError) as caught:
+        clean(data, "g", ["x", "y", "z"], ordered=False, strategy="drop_items")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("no group is left to fit")
+    assert "group a: answered 5 to every item" in message
+    assert "group b: answered 1 to every item" in message
+
+
+def test_usable_sessions_follow_the_missing_data_method():
+    """Listwise deletion fits complete sessions only: 3 of 5 for 3 items is too few."""
+    holes = {"x": [1, 2, np.nan, 4, 5], "y": [2, 1, 4, np.nan, 5], "z": [5, 3, 1, 2, 4]}
+    data = groups({"m1": VARIED, "m2": holes})
+    assert clean(data, "g", ["x", "y", "z"], ordered=False, strategy="fail").excluded_groups == []
+    out = clean(
+        data, "g", ["x", "y", "z"], ordered=False, strategy="drop_items", missing="listwise"
+    )
+    why = "3 complete sessions for 3 items (more sessions than items are needed)"
+    assert out.excluded_groups == [{"group": "m2", "reason": why}]
+    empty_rows = {k: v + [np.nan] * 3 for k, v in VARIED.items()}
+    data = groups({"m1": VARIED, "m2": {k: v[:3] + [np.nan] * 5 for k, v in empty_rows.items()}})
+    out = clean(data, "g", ["x", "y", "z"], ordered=False, strategy="drop_items")
+    assert out.excluded_groups[0]["reason"].startswith("3 sessions for 3 items")
 
 
 def test_r_cpus_follows_the_environment(monkeypatch):

@@ -10,6 +10,8 @@ import click
 
 from vaar.errors import VaarError
 from vaar.files import folder_problem, make_folder, write_text
+from vaar.sem.degenerate import STRATEGIES
+from vaar.sem.options import check_estimator, degenerate_option, ordered_option, parse_ordered
 
 
 @click.command("sem-fit")
@@ -18,16 +20,16 @@ from vaar.files import folder_problem, make_folder, write_text
               path_type=Path), help="lavaan model syntax file")  # fmt: skip
 @click.option("--group", required=True, help="column holding the group labels")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--estimator", default=None, help="MLR (default), ML, or WLSMV with --ordered")
-@click.option("--ordered", is_flag=True, help="treat every observed variable as ordinal")
+@click.option("--estimator", default=None, type=click.Choice(["MLR", "ML", "WLSMV"]),
+              help="MLR (default), ML, or WLSMV (the default with --ordered)")  # fmt: skip
+@ordered_option
 @click.option("--levels", default="configural,metric,scalar,strict", show_default=True)
 @click.option("--rule", default="chen2007", show_default=True,
               type=click.Choice(["chen2007", "cheung_rensvold2002", "lrt"]))  # fmt: skip
 @click.option("--partial", is_flag=True, help="search for partial invariance (lavTestScore)")
 @click.option("--equal-paths/--no-equal-paths", default=True, show_default=True)
 @click.option("--bootstrap", default=0, show_default=True, help="bootstrap draws for paths")
-@click.option("--degenerate", default="drop_items", show_default=True,
-              type=click.Choice(["drop_items", "exclude_group", "fail"]))  # fmt: skip
+@degenerate_option
 def sem_fit(data, model_file, group, out_dir, estimator, ordered, levels, rule, partial,
             equal_paths, bootstrap, degenerate):  # fmt: skip
     """Fit MODEL on DATA (CSV) by GROUP; write sem.json and bundle/ to OUT."""
@@ -35,6 +37,8 @@ def sem_fit(data, model_file, group, out_dir, estimator, ordered, levels, rule, 
     from vaar.sem import analyze_data, write_bundle
     from vaar.sem.ladder import read_model_file
 
+    ordered = parse_ordered(ordered)
+    check_estimator(estimator, ordered)
     problem = folder_problem(out_dir)  # every input is checked before R starts
     if problem:
         raise VaarError(f"--out: {problem}")
@@ -43,7 +47,8 @@ def sem_fit(data, model_file, group, out_dir, estimator, ordered, levels, rule, 
     result = analyze_data(
         table, syntax, group, estimator=estimator, ordered=ordered,
         levels=[lv.strip() for lv in levels.split(",") if lv.strip()], rule=rule,
-        partial=partial, bootstrap=bootstrap, degenerate=degenerate, equal_paths=equal_paths,
+        partial=partial, bootstrap=bootstrap, degenerate=degenerate or STRATEGIES[0],
+        equal_paths=equal_paths,
     )  # fmt: skip
     make_folder(out_dir, "--out")
     write_text(out_dir / "sem.json", json.dumps(result.to_dict(), indent=1))

@@ -1,15 +1,18 @@
 """Checks each group *before* fitting for what makes lavaan stop with a hard error on LLM data
-(zero-variance items, empty ordinal categories, fewer sessions than items, all missing), and
-applies the study's strategy: drop the offending items in every group, exclude the group, or
-fail. Never jitter: the data lavaan sees are the answers, minus what is reported here."""
+(zero-variance items, empty ordinal categories, fewer sessions than items, all missing, one
+answer to every item). A group whose answers carry no information for the model is excluded;
+for degenerate items the study's strategy applies: drop them in every group, exclude the
+group, or fail. Never jitter: the data lavaan sees are the answers, minus what is reported here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from vaar.errors import VaarError
+
+if TYPE_CHECKING:  # no pandas at import: the command line's options name STRATEGIES
+    import pandas as pd
 
 STRATEGIES = ("drop_items", "exclude_group", "fail")
 
@@ -50,17 +53,45 @@ def check_unanswered(data: pd.DataFrame, items: list[str], strategy: str) -> str
     return f"{note}; dropped before fitting (degenerate='drop_items')"
 
 
-def group_problems(rows: pd.DataFrame, name: str, items: list[str]) -> list[Problem]:
-    """Problems that concern a whole group."""
+NO_VARIATION = "no value–action variation to estimate"
+
+
+def constant_answers(rows: pd.DataFrame, items: list[str]) -> str | None:
+    """Why a group whose every item has one answer (in all its sessions) carries no information
+    for the model, in plain words; None when any item varies."""
+    answers = rows[items]
+    if any(answers[item].dropna().nunique() > 1 for item in items):
+        return None
+    values = answers.stack().dropna().unique()
+    if len(values) == 1:
+        some = " it answered" if answers.isna().all().any() else ""
+        return f"answered {values[0]:g} to every item{some}: {NO_VARIATION}"
+    return f"gave the same answer to each item in every session: {NO_VARIATION}"
+
+
+def usable_sessions(rows: pd.DataFrame, items: list[str], missing: str) -> int:
+    """Sessions the fit can use: any answer (FIML, pairwise), every answer (listwise)."""
+    answered = rows[items].notna()
+    return int((answered.all(axis=1) if missing == "listwise" else answered.any(axis=1)).sum())
+
+
+def group_problems(
+    rows: pd.DataFrame, name: str, items: list[str], missing: str = "fiml"
+) -> list[Problem]:
+    """Problems that concern a whole group: its answers carry no information for the model."""
     if rows[items].isna().all().all():
         return [Problem(name, None, "every answer is missing")]
-    if len(rows) <= len(items):  # n <= p: the sample covariance matrix is singular
+    usable = usable_sessions(rows, items, missing)
+    constant = constant_answers(rows, items) if usable > 1 else None  # one session: see below
+    if constant:
+        return [Problem(name, None, constant)]
+    if usable <= len(items):  # n <= p: the sample covariance matrix is singular
+        what = "complete sessions" if missing == "listwise" else "sessions"
         return [
             Problem(
                 name,
                 None,
-                f"{len(rows)} sessions for {len(items)} items "
-                "(more sessions than items are needed)",
+                f"{usable} {what} for {len(items)} items (more sessions than items are needed)",
             )
         ]
     return []
@@ -86,8 +117,19 @@ def item_problems(data: pd.DataFrame, group: str, items: list[str], ordered: boo
     return problems
 
 
-def clean(data: pd.DataFrame, group: str, items: list[str], *, ordered: bool, strategy: str):
-    """The data and items to fit, and what was dropped or excluded (with reasons)."""
+def clean(
+    data: pd.DataFrame,
+    group: str,
+    items: list[str],
+    *,
+    ordered: bool,
+    strategy: str,
+    missing: str = "fiml",
+):
+    """The data and items to fit, and what was dropped or excluded (with reasons). A group with
+    no information for the model (every answer missing, one answer per item, too few usable
+    sessions) is excluded under every strategy but "fail"; `strategy` decides what happens to
+    items that are degenerate in some group."""
     if strategy not in STRATEGIES:
         raise VaarError(f"degenerate must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     items = list(items)
@@ -97,7 +139,7 @@ def clean(data: pd.DataFrame, group: str, items: list[str], *, ordered: bool, st
         whole = [
             p
             for name, rows in data.groupby(group, sort=False)
-            for p in group_problems(rows, str(name), items)
+            for p in group_problems(rows, str(name), items, missing)
         ]
         per_item = item_problems(data, group, items, ordered)
         if not whole and not per_item:
@@ -122,7 +164,7 @@ def clean(data: pd.DataFrame, group: str, items: list[str], *, ordered: bool, st
             break
     if data.empty:
         raise VaarError(
-            "no group is left to fit: "
+            "no group is left to fit (no group's answers carry information for the model): "
             + "; ".join(f"group {e['group']}: {e['reason']}" for e in excluded)
         )
     return Cleaned(data.reset_index(drop=True), items, dropped, excluded)

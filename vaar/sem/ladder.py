@@ -176,7 +176,10 @@ def fit_ladder(
     if bootstrap < 0 or max_free < 1:
         raise VaarError("bootstrap must be >= 0 and max_free >= 1")
 
-    cleaned = clean(frame, group, parsed["ov"], ordered=ordinal, strategy=degenerate)
+    cleaned = clean(
+        frame, group, parsed["ov"], ordered=ordinal, strategy=degenerate,
+        missing="pairwise" if ordinal else missing,
+    )  # fmt: skip
     dropped = {d["item"] for d in cleaned.dropped_items}
     pruned = lav_syntax.drop_variables(syntax, dropped) if dropped else None
     fitted_syntax = pruned.syntax if pruned else syntax
