@@ -27,6 +27,7 @@ from pydantic import (
 
 from vaar.errors import ConfigError, VaarError, format_validation_error
 from vaar.files import folder_problem, read_text, read_toml
+from vaar.registry import provider_entry, validate_params
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 # Validation context key: check the files and folders a study names (its personas, reference and
@@ -83,10 +84,7 @@ class ModelSpec(Strict):
     @field_validator("provider")
     @classmethod
     def _known_provider(cls, value: str) -> str:
-        from vaar.collection.providers.registry import PROVIDERS, unknown_provider
-
-        if value not in PROVIDERS:
-            raise ValueError(unknown_provider(value))
+        provider_entry(value)  # ValueError: no such provider, or its plugin cannot be loaded
         return value
 
     @field_validator("base_url")
@@ -107,8 +105,6 @@ class ModelSpec(Strict):
     @classmethod
     def _provider_params(cls, value: dict, info: ValidationInfo) -> dict:
         """Checked against the provider's schema; kept as given (the store's design hash)."""
-        from vaar.collection.providers.registry import validate_params
-
         if info.data.get("provider"):  # absent when the provider itself is unknown
             validate_params(info.data["provider"], value)
         return value

@@ -2,8 +2,9 @@
 
 A provider turns one chat request (messages + the session's seed + an optional JSON schema) into
 one reply (text + metadata + the request body actually sent, without any key). The provider table
-and each provider's parameter schema are in `registry` (cheap: the config validates params
-against it); adding a provider is one module plus one entry there.
+and each provider's parameter schema are in `vaar.registry` (a leaf module: the config
+validates params against it); adding a provider is one module plus one entry there, or a
+third-party distribution's entry point.
 """
 
 from __future__ import annotations
@@ -14,24 +15,23 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
 
-from vaar.collection.providers.registry import (  # noqa: F401  (GenerationParams, known_providers: re-exported)
-    PROVIDERS,
-    GenerationParams,
-    known_providers,
-    unknown_provider,
-    validate_params,
-)
 from vaar.errors import ConfigError, VaarError, format_validation_error
+from vaar.registry import GenerationParams, provider_entry, validate_params
 
 if TYPE_CHECKING:
     from vaar.config import ModelSpec
 
 
 def provider_class(name: str) -> type[Provider]:
-    if name not in PROVIDERS:
-        raise ConfigError(unknown_provider(name))
-    module, cls = PROVIDERS[name].implementation.split(":")
-    return getattr(importlib.import_module(module), cls)
+    try:
+        implementation = provider_entry(name).implementation
+    except ValueError as exc:  # unknown, or a plugin that cannot be loaded
+        raise ConfigError(str(exc)) from None
+    module, cls = implementation.split(":")
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError) as exc:  # a plugin's implementation
+        raise ConfigError(f"provider {name!r}: cannot import {implementation}: {exc}") from None
 
 
 class ProviderError(VaarError):
@@ -63,7 +63,7 @@ class ProviderHooks:
 
 
 class Provider:
-    name: ClassVar[str]  # its key in registry.PROVIDERS, which holds its parameter schema
+    name: ClassVar[str]  # its name in vaar.registry, which holds its parameter schema
     supports_json_schema: ClassVar[bool] = False
     cacheable: ClassVar[bool] = True  # False for providers that are cheap and deterministic
 

@@ -21,7 +21,7 @@ import random
 
 from vaar.collection.prompts import extract_items
 from vaar.collection.providers import ChatReply, ChatRequest, Provider
-from vaar.collection.providers.registry import SimulatedParams
+from vaar.registry import SimulatedParams
 
 ROLE_FACTOR = {"privacy": "pc", "prosocial": "psa", "sharing": "aods"}
 

@@ -1,13 +1,23 @@
-"""The provider table: each provider's name, where its implementation lives, and the schema of
-the `params` a study may give it, as plain pydantic models with no I/O imports.
+"""The provider registry: each provider's name, where its implementation lives, and the schema
+of the `params` a study may give it, as plain pydantic models. A leaf module (it imports nothing
+of vaar), so the study config validates every model's params here (`validate_params`) and
+`vaar validate` rejects exactly what `vaar collect` would, without importing aiohttp, any
+implementation or vaar.collection.
 
-The study config validates every model's params here (`validate_params`), so `vaar validate`
-rejects exactly what `vaar collect` would, without importing aiohttp or any implementation.
-Adding a provider is its module plus one entry in PROVIDERS (with its Params class here).
+A built-in provider is its module in vaar/collection/providers/ plus one entry in PROVIDERS
+(with its Params class here). A third-party provider is an entry point of its distribution, as
+`llm` plugins are, naming an `Entry` in a module that is cheap to import:
+
+    [project.entry-points."vaar.providers"]
+    echo = "vaar_echo:PROVIDER"  # PROVIDER = Entry("vaar_echo.provider:EchoProvider", EchoParams)
+
+It is loaded only when a study names it; a built-in provider keeps its name.
 """
 
 from __future__ import annotations
 
+import functools
+from importlib import metadata
 from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -93,32 +103,75 @@ class SimulatedParams(GenerationParams):
 
 # -- the table ---------------------------------------------------------------------------------
 
+ENTRY_POINTS = "vaar.providers"  # the entry-point group of third-party providers
+
 
 class Entry(NamedTuple):
     implementation: str  # "module:Class", imported only when a study is collected
     params: type[GenerationParams]
 
 
-PROVIDERS: dict[str, Entry] = {
+PROVIDERS: dict[str, Entry] = {  # the built-in providers
     "simulated": Entry("vaar.collection.providers.simulated:SimulatedProvider", SimulatedParams),
     "openai": Entry("vaar.collection.providers.openai:OpenAIProvider", OpenAIParams),
     "anthropic": Entry("vaar.collection.providers.anthropic:AnthropicProvider", AnthropicParams),
 }
 
 
+@functools.cache
+def _plugins() -> dict[str, metadata.EntryPoint]:
+    """The installed third-party providers by name (read once; nothing imported yet)."""
+    found = metadata.entry_points(group=ENTRY_POINTS)
+    return {point.name: point for point in found if point.name not in PROVIDERS}
+
+
 def known_providers() -> list[str]:
-    return sorted(PROVIDERS)
+    return sorted({*PROVIDERS, *_plugins()})
 
 
 def unknown_provider(name: str) -> str:
     return f"unknown provider {name!r} (known: {', '.join(known_providers())})"
 
 
+def provider_entry(name: str) -> Entry:
+    """A provider's entry; ValueError with a message for the user when no provider has that
+    name or its plugin cannot be loaded."""
+    if name in PROVIDERS:
+        return PROVIDERS[name]
+    if name not in _plugins():
+        raise ValueError(unknown_provider(name))
+    return _load_plugin(name)
+
+
+@functools.cache
+def _load_plugin(name: str) -> Entry:
+    point = _plugins()[name]
+    where = f"provider plugin {name!r} ({point.value}"
+    if point.dist is not None:
+        where += f", from {point.dist.name}"
+    try:
+        entry = point.load()
+    except Exception as exc:  # whatever the plugin's import raises, said in one line
+        raise ValueError(f"{where}) cannot be loaded: {type(exc).__name__}: {exc}") from None
+    params = getattr(entry, "params", None)
+    if not (
+        isinstance(entry, Entry)
+        and isinstance(entry.implementation, str)
+        and entry.implementation.count(":") == 1
+        and isinstance(params, type)
+        and issubclass(params, GenerationParams)
+    ):
+        raise ValueError(
+            f'{where}) is not a vaar.registry.Entry("module:Class", a GenerationParams class)'
+        )
+    return entry
+
+
 def validate_params(provider: str, params: dict) -> GenerationParams:
     """`params` checked against the provider's schema. The ValidationError names each bad key
     (an unknown one with the keys allowed), so inside the study's validation it reads
     models[i].params.<key>."""
-    schema = PROVIDERS[provider].params
+    schema = provider_entry(provider).params
     try:
         return schema.model_validate(params)
     except ValidationError as exc:
