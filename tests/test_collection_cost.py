@@ -51,7 +51,7 @@ def test_dry_run_estimates_calls_tokens_and_cost_without_asking(tmp_path):
     m = re.search(
         r"sim: 4 sessions, 112 calls, ~([\d,]+) prompt \+ ~([\d,]+) completion", result.output
     )
-    assert m and "total: $" in result.output
+    assert m and "total: plain $" in result.output
     assert not (tmp_path / "out").exists()  # nothing asked, nothing stored
     estimated = int(m.group(1).replace(",", ""))
     # the estimate grows with the history, like the real run

@@ -17,6 +17,7 @@ from fakes.fake_llm import FakeLLM, Faults
 from test_collection_resume import CONCURRENCY, SESSIONS, stored_turns, vaar, write_study
 
 from vaar.collection import collect
+from vaar.collection.cost import Usage
 from vaar.collection.store import BUSY_TIMEOUT, AnswerRow, Store, StoreError, TurnRecord
 from vaar.config import load_study
 from vaar.data import long_table
@@ -191,7 +192,8 @@ def _turn(session: str, turn: int) -> dict:
         "context": [],
         "request": {},
         "meta": {},
-        "usage": (1, 1, 0.0),
+        "usage": Usage(1, 1),
+        "cost": 0.0,
         "attempts": 1,
         "answers": [answer],
     }

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import functools
 from importlib import metadata
-from typing import Literal, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 # -- parameter schemas -------------------------------------------------------------------------
+
+CACHE_MIN_TOKENS = 1024  # the shortest prompt prefix OpenAI and Anthropic (Sonnet, Opus) cache
 
 
 class GenerationParams(BaseModel):
@@ -45,10 +47,14 @@ class HttpParams(GenerationParams):
     backoff_initial: float = Field(1.0, gt=0, description="first backoff in seconds")
     backoff_max: float = Field(60.0, gt=0, description="longest backoff in seconds")
 
+    # settings that change how (and at what price) a reply is fetched, never the reply
+    transport: ClassVar[frozenset[str]] = frozenset(
+        {"timeout", "max_retries", "max_retry_time", "backoff_initial", "backoff_max"}
+    )
+
     def resolved(self) -> dict:
         """The parameters that can change an answer (transport settings left out)."""
-        transport = {"timeout", "max_retries", "max_retry_time", "backoff_initial", "backoff_max"}
-        return self.model_dump(mode="json", exclude=transport)
+        return self.model_dump(mode="json", exclude=set(self.transport))
 
 
 class OpenAIParams(HttpParams):
@@ -68,6 +74,19 @@ class OpenAIParams(HttpParams):
 class AnthropicParams(HttpParams):
     version: str = Field("2023-06-01", description="the anthropic-version header")
     top_k: int | None = Field(None, ge=1)
+    prompt_cache: bool = Field(
+        True, description="mark the growing history with cache_control breakpoints"
+    )
+    cache_min_tokens: int = Field(
+        CACHE_MIN_TOKENS,
+        ge=1,
+        description="the model's minimum cacheable prompt length (1024 for Sonnet/Opus, "
+        "2048 for Haiku): shorter prefixes get no breakpoint",
+    )
+    transport: ClassVar[frozenset[str]] = HttpParams.transport | {
+        "prompt_cache",
+        "cache_min_tokens",
+    }
 
 
 # The simulated respondent's profiles: b_pc, b_psa are the planted paths, *_mean the latent

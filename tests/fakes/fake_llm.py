@@ -7,6 +7,13 @@ answers are deterministic and a retried request gets the same answer. Faults are
 random per request, at configurable rates: latency, 429 with Retry-After, 500, a reply slower
 than the client's timeout, a dropped connection, garbage text and refusals.
 
+It caches prompt prefixes as the two APIs document (`PromptCache`): OpenAI-style, any prefix
+of whole messages seen before and at least CACHE_MIN_TOKENS long is read from the cache
+(`prompt_tokens_details.cached_tokens`, in steps of 128 tokens); Anthropic-style, only prefixes
+ending at a `cache_control` breakpoint are written (`cache_creation_input_tokens`) and read
+(`cache_read_input_tokens`), and `input_tokens` counts the tokens after the last breakpoint.
+Tokens are counted as vaar estimates them (~4 characters per token plus 4 per message).
+
 `FakeLLM(...).start()` runs the server in a background thread (so it serves blocking tests,
 asyncio tests and subprocesses alike) and returns its base URL; `python -m tests.fakes.fake_llm`
 runs it in a process of its own (for benchmarks).
@@ -16,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import random
 import socket
 import threading
@@ -27,7 +36,63 @@ from aiohttp import web
 from vaar.collection.providers import ChatRequest
 from vaar.collection.providers.simulated import SimulatedProvider
 from vaar.collection.sessions import derive_seed
+from vaar.collection.store import estimate_tokens
 from vaar.config import ModelSpec
+
+CACHE_MIN_TOKENS = 1024  # both APIs' shortest cacheable prefix (Anthropic Sonnet/Opus)
+
+
+def plain(message: dict) -> dict:
+    """A message with its content as one string (Anthropic content blocks joined)."""
+    content = message["content"]
+    if isinstance(content, list):
+        content = "".join(b.get("text", "") for b in content if b.get("type") == "text")
+    return {"role": message["role"], "content": content}
+
+
+def marked(message: dict) -> bool:
+    content = message["content"]
+    return isinstance(content, list) and any("cache_control" in b for b in content)
+
+
+class PromptCache:
+    """The prefixes a provider has cached, by the hash of their messages."""
+
+    def __init__(self):
+        self.prefixes: set[str] = set()
+
+    @staticmethod
+    def _prefixes(messages: list[dict]):
+        """(index, tokens, hash) of each prefix messages[: index + 1]."""
+        digest, tokens = hashlib.sha256(), 0
+        for i, m in enumerate(messages):
+            digest.update(json.dumps(plain(m), sort_keys=True).encode())
+            tokens += estimate_tokens([plain(m)])
+            yield i, tokens, digest.copy().hexdigest()
+
+    def automatic(self, messages: list[dict]) -> int:
+        """OpenAI: tokens read from the cache; every long enough prefix is cached."""
+        read = 0
+        for _, tokens, key in self._prefixes(messages):
+            if tokens < CACHE_MIN_TOKENS:
+                continue
+            if key in self.prefixes:
+                read = tokens
+            self.prefixes.add(key)
+        return read // 128 * 128 if read else 0
+
+    def explicit(self, messages: list[dict]) -> tuple[int, int]:
+        """Anthropic (the system prompt as messages[0]): (read, written) tokens; only the
+        prefixes ending at a breakpoint are looked up and written."""
+        read = end = 0
+        for i, tokens, key in self._prefixes(messages):
+            if not marked(messages[i]) or tokens < CACHE_MIN_TOKENS:
+                continue
+            if key in self.prefixes:
+                read = tokens
+            self.prefixes.add(key)
+            end = tokens
+        return read, max(0, end - read)
 
 
 @dataclass
@@ -67,6 +132,7 @@ class FakeLLM:
     headers: list = field(default_factory=list)  # every request's headers
     keep_bodies: bool = True
     fixed_answer: str | None = None  # answer every item with this text (cheap, for benchmarks)
+    cache: PromptCache = field(default_factory=PromptCache)
 
     def __post_init__(self):
         from vaar.instruments import list_instruments
@@ -167,29 +233,33 @@ class FakeLLM:
         fault = await self._fault(request)
         if isinstance(fault, web.StreamResponse):
             return fault
+        return web.json_response(await self.openai_reply(body, fault))
+
+    async def openai_reply(self, body: dict, fault: str | None = None) -> dict:
+        """A chat completion for `body` (also what a fake batch answers per request)."""
         schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
         seed = body.get("seed", derive_seed(body["messages"][:2]))
         text = await self._answer(body["messages"], seed, schema, fault)
         self.counts["answered"] += 1
-        return web.json_response(
-            {
-                "id": f"chatcmpl-{self.counts['requests']}",
-                "object": "chat.completion",
-                "model": body.get("model", "fake"),
-                "system_fingerprint": "fp_fake",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": sum(len(m["content"]) for m in body["messages"]) // 4,
-                    "completion_tokens": len(text) // 4 + 1,
-                },
-            }
-        )
+        return {
+            "id": f"chatcmpl-{self.counts['answered']}",
+            "object": "chat.completion",
+            "model": body.get("model", "fake"),
+            "system_fingerprint": "fp_fake",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": estimate_tokens(body["messages"]),
+                "completion_tokens": len(text) // 4 + 1,
+                "prompt_tokens_details": {"cached_tokens": self.cache.automatic(body["messages"])},
+                "completion_tokens_details": {"reasoning_tokens": 0},
+            },
+        }
 
     async def anthropic(self, request):
         body = await request.json()
@@ -199,21 +269,30 @@ class FakeLLM:
         fault = await self._fault(request)
         if isinstance(fault, web.StreamResponse):
             return fault
-        messages = [{"role": "system", "content": body.get("system", "")}, *body["messages"]]
+        return web.json_response(await self.anthropic_reply(body, fault))
+
+    async def anthropic_reply(self, body: dict, fault: str | None = None) -> dict:
+        """A Messages API reply for `body` (also what a fake batch answers per request)."""
+        sent = [{"role": "system", "content": body.get("system", "")}, *body["messages"]]
+        messages = [plain(m) for m in sent]
         seed = derive_seed(messages[:2])
         text = await self._answer(messages, seed, None, fault)
+        read, written = self.cache.explicit(sent)
         self.counts["answered"] += 1
-        return web.json_response(
-            {
-                "id": f"msg_{self.counts['requests']}",
-                "type": "message",
-                "role": "assistant",
-                "model": body.get("model", "fake"),
-                "content": [{"type": "text", "text": text}],
-                "stop_reason": "end_turn",
-                "usage": {"input_tokens": 10, "output_tokens": len(text) // 4 + 1},
-            }
-        )
+        return {
+            "id": f"msg_{self.counts['answered']}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", "fake"),
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "usage": {
+                "input_tokens": estimate_tokens(messages) - read - written,
+                "cache_creation_input_tokens": written,
+                "cache_read_input_tokens": read,
+                "output_tokens": len(text) // 4 + 1,
+            },
+        }
 
     # -- running it ------------------------------------------------------------------------
     @property

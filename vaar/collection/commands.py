@@ -37,7 +37,7 @@ def collect(study_file, dry_run, prices, max_cost, retry_errors, store, cache, n
     store cannot be used (disk full, locked, in use by another vaar): every turn stored so far
     is kept, and a rerun resumes from them.
     """
-    from vaar.collection.cost import estimate, load_prices
+    from vaar.collection.cost import WAYS, estimate, load_prices
     from vaar.collection.runner import collect as run_collect
     from vaar.collection.runner import load_study_instruments
 
@@ -50,9 +50,10 @@ def collect(study_file, dry_run, prices, max_cost, retry_errors, store, cache, n
         rows = estimate(study, instruments, price_table)
         for row in rows:
             click.echo(row.line())
-        costs = [r.cost for r in rows if r.cost is not None]
-        if costs:
-            click.echo(f"total: ${sum(costs):,.4f} (before re-asks and retries)")
+        priced = [r.costs for r in rows if r.costs is not None]
+        if priced:
+            totals = ", ".join(f"{way} ${sum(c[way] for c in priced):,.4f}" for way in WAYS)
+            click.echo(f"total: {totals} (before re-asks and retries)")
         return
     try:
         summary = asyncio.run(

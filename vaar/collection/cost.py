@@ -3,18 +3,25 @@
 The price table is a TOML file of USD per million tokens, keyed by model name (as in the study)
 or by the provider's model id:
 
-    [models.gpt-4o-mini]
-    input = 0.15
-    output = 0.60
+    [models.claude-sonnet]
+    input = 3.0
+    output = 15.0
+    cached_input = 0.30   # prompt tokens read from the provider's cache (default: input)
+    cache_write = 3.75    # prompt tokens written to it (Anthropic; default: input)
+    batch = 0.5           # batch price as a fraction of the live price (default: 1)
 
-The dry run plans one session exactly as `collect` would (same prompts, same history policy and
-token cap, replies assumed `reply_tokens` long, no re-asks), so its counts grow with the history
-just as a real session's do.
+A turn's tokens come by kind (`Usage`): prompt tokens, of which some were read from or written
+to the provider's prompt cache, and completion tokens, of which some were hidden reasoning
+(billed as output). The dry run plans one session exactly as `collect` would (same prompts,
+same history policy and token cap, replies assumed `reply_tokens` long, no re-asks), so its
+counts grow with the history just as a real session's do; it prices the run four ways: plain,
+with prompt caching (each call reads the prefix it shares with the session's previous call),
+in batches, and both.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -27,6 +34,20 @@ class Price(BaseModel):
     model_config = ConfigDict(extra="forbid")
     input: float = Field(ge=0, description="USD per million prompt tokens")
     output: float = Field(ge=0, description="USD per million completion tokens")
+    cached_input: float | None = Field(
+        None, ge=0, description="USD per million prompt tokens read from the cache"
+    )
+    cache_write: float | None = Field(
+        None, ge=0, description="USD per million prompt tokens written to the cache"
+    )
+    batch: float = Field(1.0, gt=0, le=1, description="batch price / live price")
+
+    def resolved(self) -> dict:
+        out = self.model_dump()
+        for kind in ("cached_input", "cache_write"):
+            if out[kind] is None:
+                out[kind] = self.input
+        return out
 
 
 class PriceTable(BaseModel):
@@ -35,7 +56,8 @@ class PriceTable(BaseModel):
 
 
 def load_prices(path: str | Path | None) -> dict[str, dict]:
-    """{model name or id: {"input": x, "output": y}} from a price TOML file ({} for None)."""
+    """{model name or id: {"input", "output", "cached_input", "cache_write", "batch"}} from a
+    price TOML file ({} for None)."""
     if path is None:
         return {}
     raw = read_toml(path, "price table")
@@ -43,17 +65,54 @@ def load_prices(path: str | Path | None) -> dict[str, dict]:
         table = PriceTable.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(str(path), exc)) from None
-    return {name: price.model_dump() for name, price in table.models.items()}
+    return {name: price.resolved() for name, price in table.models.items()}
 
 
 def price_for(spec, prices: dict) -> dict | None:
     return prices.get(spec.name) or prices.get(spec.model or "") or None
 
 
-def cost_of(price: dict | None, prompt_tokens: int, completion_tokens: int) -> float:
+@dataclass
+class Usage:
+    """Tokens by kind; cache_read and cache_write are part of prompt, reasoning of completion."""
+
+    prompt: int = 0
+    completion: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    @classmethod
+    def of(cls, reply) -> Usage:
+        """A provider reply's tokens (vaar.collection.providers.ChatReply)."""
+        return cls(
+            reply.prompt_tokens,
+            reply.completion_tokens,
+            reply.cache_read_tokens,
+            reply.cache_write_tokens,
+            reply.reasoning_tokens,
+        )
+
+
+def cost_of(price: dict | None, usage: Usage, batch: bool = False) -> float:
+    """USD for `usage` at `price` (a load_prices entry), at the batch rate if `batch`."""
     if not price:
         return 0.0
-    return (prompt_tokens * price["input"] + completion_tokens * price["output"]) / 1e6
+    p = Price.model_validate(price).resolved()  # a bare {input, output} dict works too
+    uncached = max(0, usage.prompt - usage.cache_read - usage.cache_write)
+    usd = (
+        uncached * p["input"]
+        + usage.cache_read * p["cached_input"]
+        + usage.cache_write * p["cache_write"]
+        + usage.completion * p["output"]
+    ) / 1e6
+    return usd * p["batch"] if batch else usd
+
+
+WAYS = ("plain", "cached", "batch", "batch+cached")  # the four prices of a dry run
 
 
 @dataclass
@@ -63,19 +122,29 @@ class Estimate:
     calls: int
     prompt_tokens: int
     completion_tokens: int
-    cost: float | None  # None without a price for this model
+    cache_read_tokens: int  # of prompt_tokens, with prompt caching
+    cache_write_tokens: int
+    costs: dict[str, float] | None  # WAYS -> USD; None without a price for this model
+
+    @property
+    def cost(self) -> float | None:
+        return self.costs["plain"] if self.costs else None
 
     def line(self) -> str:
-        cost = "no price" if self.cost is None else f"${self.cost:,.4f}"
+        if self.costs is None:
+            cost = "no price"
+        else:
+            cost = ", ".join(f"{way} ${self.costs[way]:,.4f}" for way in WAYS)
         return (
             f"{self.model}: {self.sessions} sessions, {self.calls:,} calls, "
-            f"~{self.prompt_tokens:,} prompt + ~{self.completion_tokens:,} completion tokens, "
-            f"{cost}"
+            f"~{self.prompt_tokens:,} prompt + ~{self.completion_tokens:,} completion tokens "
+            f"(~{self.cache_read_tokens:,} prompt tokens from the cache when cached), {cost}"
         )
 
 
-def estimate(study, instruments, prices: dict, reply_tokens: int = 8) -> list[Estimate]:
-    """Calls, tokens and cost per model for a full run (before any re-ask)."""
+def _plan_calls(study, instruments, reply_tokens: int) -> list[tuple[int, int]]:
+    """(prompt tokens, tokens of the prefix shared with the previous call) per call of one
+    session, as `collect` would send them."""
     from vaar.collection.prompts import item_prompt
     from vaar.collection.sessions import plan_session, select_history
     from vaar.collection.store import TurnRecord, estimate_tokens
@@ -84,7 +153,7 @@ def estimate(study, instruments, prices: dict, reply_tokens: int = 8) -> list[Es
     plan = plan_session(instruments, spec.items_per_turn, False, study.seed)
     system = [{"role": "system", "content": spec.system_prompt}]
     done: list[TurnRecord] = []
-    prompt_tokens = 0
+    calls, previous = [], []
     for turn in plan:
         ask = {
             "role": "user",
@@ -92,14 +161,47 @@ def estimate(study, instruments, prices: dict, reply_tokens: int = 8) -> list[Es
         }
         own = estimate_tokens([ask])
         chosen = select_history(done, turn, spec.history, estimate_tokens(system) + own + 64)
-        prompt_tokens += estimate_tokens(system) + own + sum(done[i].tokens for i in chosen)
+        sent = system + [m for i in chosen for m in done[i].messages] + [ask]
+        shared = 0
+        for a, b in zip(previous, sent, strict=False):
+            if a != b:
+                break
+            shared += 1
+        calls.append((estimate_tokens(sent), estimate_tokens(sent[:shared])))
+        previous = sent
         answer = {"role": "assistant", "content": "x" * (4 * reply_tokens)}
         done.append(TurnRecord(turn.index, turn.instrument.id, [ask, answer], own + reply_tokens))
+    return calls
+
+
+def estimate(study, instruments, prices: dict, reply_tokens: int = 8) -> list[Estimate]:
+    """Calls, tokens and cost per model for a full run (before any re-ask), priced plain,
+    cached, in batches and both."""
+    from vaar.registry import CACHE_MIN_TOKENS
+
+    calls = _plan_calls(study, instruments, reply_tokens)
     out = []
     for model in study.models:
         n = study.sessions_per_model
-        p, c = prompt_tokens * n, len(plan) * reply_tokens * n
+        minimum = model.params.get("cache_min_tokens", CACHE_MIN_TOKENS)
+        plain = Usage(sum(p for p, _ in calls), len(calls) * reply_tokens)
+        hits = [(p, shared if shared >= minimum else 0) for p, shared in calls]
+        read = sum(r for _, r in hits)
+        written = sum(p - r for p, r in hits if p >= minimum)  # the rest up to the breakpoint
+        cached = Usage(plain.prompt, plain.completion, read, written)
         price = price_for(model, prices)
-        cost = cost_of(price, p, c) if price else None
-        out.append(Estimate(model.name, n, len(plan) * n, p, c, cost))
+        costs = None
+        if price:
+            costs = {
+                "plain": cost_of(price, plain) * n,
+                "cached": cost_of(price, cached) * n,
+                "batch": cost_of(price, plain, batch=True) * n,
+                "batch+cached": cost_of(price, cached, batch=True) * n,
+            }
+        out.append(
+            Estimate(
+                model.name, n, len(calls) * n, plain.prompt * n, plain.completion * n,
+                read * n, written * n, costs,
+            )
+        )  # fmt: skip
     return out

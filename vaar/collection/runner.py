@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiolimiter import AsyncLimiter
 
-from vaar.collection.cost import cost_of, price_for
+from vaar.collection.cost import Usage, cost_of, price_for
 from vaar.collection.parsing import parse_answer, parse_block
 from vaar.collection.progress import ModelStats, show_progress
 from vaar.collection.prompts import answer_schema, corrective_prompt, item_prompt
@@ -128,8 +128,8 @@ class ModelRun:
         self.stats.completion_tokens += reply.completion_tokens
         return reply, key
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return cost_of(self.price, prompt_tokens, completion_tokens)
+    def cost(self, usage: Usage) -> float:
+        return cost_of(self.price, usage)
 
     # -- one turn ------------------------------------------------------------------------
     async def turn(self, turn, history: list[dict], seed: int, replicate: int):
@@ -148,13 +148,13 @@ class ModelRun:
         last: list = []
         raws = [""] * n
         cache_rows, request, meta = [], {}, {}
-        prompt_tokens = completion_tokens = attempts = 0
+        usage, attempts = Usage(), 0
         while True:
             attempts += 1
             reply, key = await self.ask(history + messages, seed, schema, replicate, instrument)
             request, meta = reply.request, reply.meta
-            prompt_tokens += 0 if reply.cached else reply.prompt_tokens
-            completion_tokens += 0 if reply.cached else reply.completion_tokens
+            if not reply.cached:  # a reply from vaar's own cache costs nothing
+                usage += Usage.of(reply)
             messages.append({"role": "assistant", "content": reply.text})
             last = (
                 [parse_answer(reply.text, options)]
@@ -202,7 +202,7 @@ class ModelRun:
                 else:
                     self.stats.invalid += 1
             answers.append(row)
-        cost = self.cost(prompt_tokens, completion_tokens)
+        cost = self.cost(usage)
         self.stats.cost += cost
         self.run.spent += cost
         self.stats.turns += 1
@@ -213,7 +213,7 @@ class ModelRun:
             cache_rows,
             request,
             meta,
-            (prompt_tokens, completion_tokens, cost),
+            (usage, cost),
             attempts,
         )
 
@@ -246,7 +246,7 @@ class ModelRun:
             )
             history = system_msg + [m for i in context for m in done[i].messages]
             try:
-                record, answers, cache, request, meta, usage, attempts = await self.turn(
+                record, answers, cache, request, meta, (usage, cost), attempts = await self.turn(
                     turn, history, seed, index
                 )
             except ProviderError as exc:
@@ -261,6 +261,7 @@ class ModelRun:
                 request=request,
                 meta=meta,
                 usage=usage,
+                cost=cost,
                 attempts=attempts,
                 answers=answers,
                 cache=cache,
@@ -420,6 +421,9 @@ def _summary(run: CollectionRun, store: Store, elapsed: float) -> CollectionSumm
             "requests": u.get("requests", 0),
             "prompt_tokens": u.get("prompt_tokens", 0),
             "completion_tokens": u.get("completion_tokens", 0),
+            "cache_read_tokens": u.get("cache_read_tokens", 0),
+            "cache_write_tokens": u.get("cache_write_tokens", 0),
+            "reasoning_tokens": u.get("reasoning_tokens", 0),
             "cost": u.get("cost", 0.0),
             "retries": model.stats.retries,
             "rate_limited": model.stats.rate_limited,

@@ -44,15 +44,28 @@ CREATE TABLE IF NOT EXISTS turns (
   session TEXT NOT NULL, turn INTEGER NOT NULL, instrument TEXT NOT NULL,
   context TEXT NOT NULL, messages TEXT NOT NULL, request TEXT NOT NULL, meta TEXT NOT NULL,
   prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, cost REAL NOT NULL,
-  attempts INTEGER NOT NULL, finished REAL NOT NULL, PRIMARY KEY (session, turn));
+  attempts INTEGER NOT NULL, finished REAL NOT NULL,
+  cache_read_tokens INTEGER NOT NULL DEFAULT 0, cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+  reasoning_tokens INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (session, turn));
 CREATE TABLE IF NOT EXISTS answers (
   session TEXT NOT NULL, model TEXT NOT NULL, instrument TEXT NOT NULL, item TEXT NOT NULL,
   position INTEGER NOT NULL, turn INTEGER NOT NULL, raw TEXT NOT NULL, value REAL,
   status TEXT NOT NULL, attempts INTEGER NOT NULL, reason TEXT NOT NULL,
   PRIMARY KEY (session, item));
 CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, reply TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+  id TEXT PRIMARY KEY, model TEXT NOT NULL, wave INTEGER NOT NULL, status TEXT NOT NULL,
+  requests TEXT NOT NULL, submitted REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS batch_results (
+  custom_id TEXT PRIMARY KEY, batch TEXT NOT NULL, result TEXT NOT NULL);
 """
 CACHE_SCHEMA = "CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, reply TEXT);"
+# Columns added after a table's first release, at its end and with a default: a store written
+# by an older vaar lacks them; a writer adds them (ALTER TABLE), a reader sees them through a
+# temporary view with their defaults, so every older store stays readable and resumable.
+ADDED_COLUMNS = {"turns": ("cache_read_tokens", "cache_write_tokens", "reasoning_tokens")}
+# Tables added later: a writer creates them in an older store (readers never need them).
+ADDED_TABLES = ("batches", "batch_results")
 
 
 class StoreError(VaarError):
@@ -116,12 +129,42 @@ class AnswerRow:
 @functools.cache
 def _columns(schema: str) -> dict[str, list[str]]:
     """Table -> column names that `schema` creates (each fact stays in the SQL above)."""
+    return {t: [c for c, _, _ in cols] for t, cols in _definitions(schema).items()}
+
+
+@functools.cache
+def _definitions(schema: str) -> dict[str, list[tuple[str, str, str | None]]]:
+    """Table -> (column, type, default) as `schema` creates them."""
     con = sqlite3.connect(":memory:")
     try:
         con.executescript(schema)
-        return _tables(con)
+        return {
+            t: con.execute(
+                "SELECT name, type, dflt_value FROM pragma_table_info(?)", (t,)
+            ).fetchall()
+            for t in _tables(con)
+        }
     finally:
         con.close()
+
+
+def _upgrade(con: sqlite3.Connection, missing: dict[str, list | None], readonly: bool) -> None:
+    """Give an older store the tables and columns added since (ADDED_TABLES, ADDED_COLUMNS)."""
+    for table, columns in missing.items():
+        if columns is None:  # a table added since
+            if not readonly:
+                con.executescript(SCHEMA)  # creates only the tables that do not exist
+            continue
+        defs = {c: (kind, default) for c, kind, default in _definitions(SCHEMA)[table]}
+        if readonly:
+            extra = ", ".join(f"{defs[c][1]} AS {c}" for c in columns)
+            con.execute(f"CREATE TEMP VIEW {table} AS SELECT *, {extra} FROM main.{table}")
+            continue
+        with con:
+            con.execute("BEGIN")
+            for c in columns:
+                kind, default = defs[c]
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {c} {kind} NOT NULL DEFAULT {default}")
 
 
 def _tables(con: sqlite3.Connection) -> dict[str, list[str]]:
@@ -134,12 +177,29 @@ def _tables(con: sqlite3.Connection) -> dict[str, list[str]]:
     }
 
 
-def _check_tables(con: sqlite3.Connection, path: Path, schema: str, what: str) -> bool:
-    """True if the database holds `schema`'s tables, False if it is empty; else StoreError."""
+def _check_tables(
+    con: sqlite3.Connection, path: Path, schema: str, what: str
+) -> dict[str, list[str]] | None:
+    """None if the database is empty; else what an older vaar's store lacks (table -> the
+    ADDED_COLUMNS missing, or None for a missing ADDED_TABLES table; {} for a current store);
+    StoreError if it is not a store."""
     found = _tables(con)
     if not found:
-        return False
+        return None
+    missing = {}
     for table, columns in _columns(schema).items():
+        if table not in found and table in ADDED_TABLES:
+            missing[table] = None
+            continue
+        have = found.get(table, [])
+        lacking = columns[len(have) :]
+        if (
+            have == columns[: len(have)]
+            and lacking
+            and set(lacking) <= set(ADDED_COLUMNS.get(table, ()))
+        ):
+            missing[table] = lacking
+            continue
         if table not in found:
             raise StoreError(
                 f"{path}: not a vaar {what} (its tables: "
@@ -150,7 +210,7 @@ def _check_tables(con: sqlite3.Connection, path: Path, schema: str, what: str) -
                 f"{path}: not a {what} of this vaar version (table {table} has columns "
                 f"{', '.join(found[table])}; expected {', '.join(columns)})"
             )
-    return True
+    return missing
 
 
 def writable_path(path: Path, what: str = "collection store") -> Path:
@@ -187,14 +247,16 @@ def connect(
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot open the {what} ({exc})") from None
     try:
-        exists = _check_tables(con, path, schema, what)
-        if readonly and not exists:
+        missing = _check_tables(con, path, schema, what)
+        if readonly and missing is None:
             raise StoreError(f"{path}: an empty database, not a vaar {what}")
         if not readonly:
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=NORMAL")
-            if not exists:
+            if missing is None:
                 con.executescript(schema)
+        if missing:
+            _upgrade(con, missing, readonly)
     except sqlite3.DatabaseError as exc:
         con.close()
         if getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB":
@@ -362,7 +424,8 @@ class Store:
         context: list[int],
         request: dict,
         meta: dict,
-        usage: tuple[int, int, float],
+        usage,  # vaar.collection.cost.Usage
+        cost: float,
         attempts: int,
         answers: list[AnswerRow],
         cache: list[tuple[str, str]] = (),
@@ -371,7 +434,7 @@ class Store:
         now = time.time()
         con = self.con
         con.execute(
-            "INSERT OR REPLACE INTO turns VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO turns VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 session,
                 record.turn,
@@ -380,11 +443,14 @@ class Store:
                 json.dumps(record.messages),
                 json.dumps(request),
                 json.dumps(meta),
-                usage[0],
-                usage[1],
-                usage[2],
+                usage.prompt,
+                usage.completion,
+                cost,
                 attempts,
                 now,
+                usage.cache_read,
+                usage.cache_write,
+                usage.reasoning,
             ),
         )
         self._insert_answers(session, model, [(record.turn, a) for a in answers])
@@ -420,6 +486,73 @@ class Store:
                 (error, time.time(), session),
             )
 
+    # -- batches (vaar.collection.batch) -------------------------------------------------
+    @_guarded
+    def record_batch(self, batch_id: str, model: str, wave: int, custom_ids: list[str]) -> None:
+        """A batch the provider accepted: recorded at once, so a rerun polls it instead of
+        sending its requests again."""
+        now = time.time()
+        with self.con:
+            self.con.execute("BEGIN")
+            self.con.execute(
+                "INSERT OR REPLACE INTO batches VALUES (?, ?, ?, 'submitted', ?, ?, ?)",
+                (batch_id, model, wave, json.dumps(custom_ids), now, now),
+            )
+
+    @_guarded
+    def open_batches(self, model: str) -> list[tuple[str, list[str]]]:
+        """(batch id, custom_ids) of the model's batches whose results were not fetched yet."""
+        rows = self.con.execute(
+            "SELECT id, requests FROM batches WHERE model=? AND status='submitted' "
+            "ORDER BY submitted",
+            (model,),
+        )
+        return [(batch_id, json.loads(requests)) for batch_id, requests in rows]
+
+    @_guarded
+    def finish_batch(self, batch_id: str, state: str, results: dict[str, dict]) -> None:
+        """A batch ended (`state`: the provider's word): its results, by custom_id, in one
+        transaction with its new status."""
+        with self.con:
+            self.con.execute("BEGIN")
+            self.con.executemany(
+                "INSERT OR REPLACE INTO batch_results VALUES (?, ?, ?)",
+                [(cid, batch_id, json.dumps(r)) for cid, r in results.items()],
+            )
+            self.con.execute(
+                "UPDATE batches SET status=?, updated=? WHERE id=?",
+                (f"ended:{state}", time.time(), batch_id),
+            )
+
+    @_guarded
+    def batch_results(self, custom_ids: list[str]) -> dict:
+        """custom_id -> reply body of the requests among these that succeeded already."""
+        out = {}
+        for start in range(0, len(custom_ids), 500):
+            chunk = custom_ids[start : start + 500]
+            rows = self.con.execute(
+                f"SELECT custom_id, result FROM batch_results WHERE custom_id IN "
+                f"({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for cid, result in rows:
+                data = json.loads(result).get("data")
+                if data is not None:
+                    out[cid] = data
+        return out
+
+    @_guarded
+    def batches(self, model: str | None = None) -> list[dict]:
+        """Every batch recorded (for progress, tests and the summary)."""
+        cursor = self.con.execute(
+            "SELECT id, model, wave, status, requests, submitted, updated FROM batches "
+            + ("WHERE model=? " if model else "")
+            + "ORDER BY submitted",
+            (model,) if model else (),
+        )
+        names = [c[0] for c in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
     # -- cache ---------------------------------------------------------------------------
     @_guarded
     def cached_reply(self, key: str) -> dict | None:
@@ -431,18 +564,22 @@ class Store:
     def usage_by_model(self) -> dict[str, dict]:
         rows = self.con.execute(
             "SELECT s.model, COUNT(*), SUM(t.prompt_tokens), SUM(t.completion_tokens), "
-            "SUM(t.cost), SUM(t.attempts) FROM turns t JOIN sessions s USING (session) "
-            "GROUP BY s.model"
+            "SUM(t.cost), SUM(t.attempts), SUM(t.cache_read_tokens), "
+            "SUM(t.cache_write_tokens), SUM(t.reasoning_tokens) "
+            "FROM turns t JOIN sessions s USING (session) GROUP BY s.model"
         )
         return {
             m: {
                 "turns": n,
                 "prompt_tokens": p or 0,
                 "completion_tokens": c or 0,
+                "cache_read_tokens": read or 0,
+                "cache_write_tokens": written or 0,
+                "reasoning_tokens": reasoning or 0,
                 "cost": cost or 0.0,
                 "requests": a or 0,
             }
-            for m, n, p, c, cost, a in rows
+            for m, n, p, c, cost, a, read, written, reasoning in rows
         }
 
     @_guarded
@@ -469,11 +606,17 @@ def transcripts(path: str | Path):
             "SELECT session, model, idx, seed, status, error, system FROM sessions ORDER BY rowid"
         ).fetchall()
         for session, model, idx, seed, status, error, system in sessions:
-            turns = con.execute(
+            cursor = con.execute(
                 "SELECT turn, instrument, context, messages, request, meta, prompt_tokens, "
-                "completion_tokens, cost, attempts FROM turns WHERE session=? ORDER BY turn",
+                "completion_tokens, cost, attempts, cache_read_tokens, cache_write_tokens, "
+                "reasoning_tokens FROM turns WHERE session=? ORDER BY turn",
                 (session,),
-            ).fetchall()
+            )
+            names = [c[0] for c in cursor.description]
+            turns = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            for turn in turns:
+                for key in ("context", "messages", "request", "meta"):
+                    turn[key] = json.loads(turn[key])
             yield {
                 "session": session,
                 "model": model,
@@ -482,21 +625,7 @@ def transcripts(path: str | Path):
                 "status": status,
                 "error": error,
                 "system": system,
-                "turns": [
-                    {
-                        "turn": t,
-                        "instrument": ins,
-                        "context": json.loads(ctx),
-                        "messages": json.loads(msgs),
-                        "request": json.loads(req),
-                        "meta": json.loads(meta),
-                        "prompt_tokens": pt,
-                        "completion_tokens": ct,
-                        "cost": cost,
-                        "attempts": att,
-                    }
-                    for t, ins, ctx, msgs, req, meta, pt, ct, cost, att in turns
-                ],
+                "turns": turns,
             }
     finally:
         con.close()

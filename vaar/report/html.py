@@ -70,6 +70,9 @@ COLLECTION_COLUMNS = [
     ("retries", "Retries"),
     ("prompt_tokens", "Prompt tokens"),
     ("completion_tokens", "Completion tokens"),
+    ("cache_read_tokens", "Prompt tokens read from cache"),
+    ("cache_write_tokens", "Prompt tokens written to cache"),
+    ("reasoning_tokens", "Reasoning tokens"),
     ("cost", "Cost"),
 ]
 PROFILE_COLUMNS = [

@@ -50,9 +50,12 @@ class ChatReply:
     text: str
     request: dict  # the body actually sent, with "messages" left out (stored per turn instead)
     meta: dict = field(default_factory=dict)  # model, system_fingerprint, finish_reason, usage
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached: bool = False
+    prompt_tokens: int = 0  # every prompt token, those read from or written to a cache too
+    completion_tokens: int = 0  # reasoning tokens included
+    cache_read_tokens: int = 0  # of prompt_tokens: read from the provider's prompt cache
+    cache_write_tokens: int = 0  # of prompt_tokens: written to it (Anthropic bills these extra)
+    reasoning_tokens: int = 0  # of completion_tokens: hidden reasoning
+    cached: bool = False  # from vaar's reply cache: nothing paid
 
 
 class ProviderHooks:

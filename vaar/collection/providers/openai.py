@@ -2,6 +2,10 @@
 
 `base_url` is the API root including `/v1` (default https://api.openai.com/v1). The session
 seed goes in `seed`; structured output uses a JSON-schema `response_format`.
+
+OpenAI caches prompt prefixes by itself (from 1024 tokens on): the history goes first and is
+sent exactly as stored, so each turn's prompt starts with the previous one byte for byte; the
+reply's `prompt_tokens_details.cached_tokens` says how much was read from the cache.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class OpenAIProvider(HttpProvider):
             ) from None
         text = message.get("content") or message.get("refusal") or ""
         usage = data.get("usage") or {}
+        details = usage.get("prompt_tokens_details") or {}
+        completion_details = usage.get("completion_tokens_details") or {}
         return ChatReply(
             text=text,
             request=sent,
@@ -65,4 +71,6 @@ class OpenAIProvider(HttpProvider):
             },
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
+            cache_read_tokens=int(details.get("cached_tokens") or 0),
+            reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
         )
