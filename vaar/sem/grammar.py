@@ -29,9 +29,8 @@ quoted label (a name, or an automatic parameter name such as "x1~1" for equal())
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from vaar.errors import VaarError
+from vaar.sem.tokens import NAME, ModelSyntaxError, Token, split_statements
 
 # ?model.syntax (lavaan 0.6-14): the operators of a formula, lhs OPERATOR terms.
 FORMULA_OPERATORS = {
@@ -74,30 +73,8 @@ RESERVED = frozenset(
     + ("NULL", "Inf", "NaN", "NA", "NA_integer_", "NA_real_", "NA_character_", "NA_complex_")
 )
 
-_NAME = r"(?:[A-Za-z]|\.[A-Za-z_])[A-Za-z0-9._]*"
-_TOKEN = re.compile(
-    rf"""(?P<space>[ \t\r\f\v]+)
-    |(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
-    |(?P<name>{_NAME})
-    |(?P<string>"[^"\n]*")
-    |(?P<op>~\*~|=~|~~|<~|:=|==|~|<|>|\|)
-    |(?P<punct>[-+*/^(),])""",
-    re.VERBOSE,
-)
 # A quoted label: a name, or an automatic parameter name (lhs op rhs) for equal("x1~1").
-_STRING_LABEL = re.compile(rf"{_NAME}(?:(?:=~|~~|~\*~|<~|~|\|)(?:{_NAME}|1))?")
-_COMMENT = re.compile(r"[#!].*")
-
-
-class ModelSyntaxError(VaarError):
-    """A model that is not in the allow-list: the message names the line and the token."""
-
-
-@dataclass(frozen=True)
-class Token:
-    kind: str  # number, name, string, op, punct
-    text: str
-    line: int
+_STRING_LABEL = re.compile(rf"{NAME}(?:(?:=~|~~|~\*~|<~|~|\|)(?:{NAME}|1))?")
 
 
 def check_model(syntax: str, source: str = "invalid lavaan model syntax") -> str:
@@ -106,46 +83,10 @@ def check_model(syntax: str, source: str = "invalid lavaan model syntax") -> str
     token otherwise. Pure Python: no R is started, whatever the text."""
     if not isinstance(syntax, str) or not syntax.strip():
         raise ModelSyntaxError(f"{source}: the model is empty")
-    statements = _statements(syntax, source)
+    statements = split_statements(syntax, source)
     if not statements:
         raise ModelSyntaxError(f"{source}: the model has only comments")
     return "\n".join(_Statement(tokens, source).check() for tokens in statements) + "\n"
-
-
-def _tokens(line: str, number: int, source: str) -> list[Token]:
-    line = line.replace("\u02dc", "~")  # lavaan reads the small tilde as ~ (copied from PDFs)
-    out, pos = [], 0
-    while pos < len(line):
-        match = _TOKEN.match(line, pos)
-        if match is None:
-            char = line[pos]
-            what = "a quote that is not closed" if char == '"' else f"the character {char!r}"
-            raise ModelSyntaxError(f"{source}, line {number}: {what} is not allowed")
-        if match.lastgroup != "space":
-            out.append(Token(match.lastgroup, match.group(), number))
-        pos = match.end()
-    return out
-
-
-def _statements(syntax: str, source: str) -> list[list[Token]]:
-    """lavaan's statement rule: `#` and `!` start comments, `;` separates statements, a line
-    without an operator continues the statement before it, and a line with one completes a
-    statement that has none yet (`efa("b")*f1 +` then `efa("b")*f2 =~ ...`)."""
-    statements: list[list[Token]] = []
-    for number, raw in enumerate(syntax.split("\n"), start=1):  # lavaan splits on \n only
-        for part in _COMMENT.sub("", raw).split(";"):
-            tokens = _tokens(part, number, source)
-            if not tokens:
-                continue
-            if statements and not (_has_operator(tokens) and _has_operator(statements[-1])):
-                statements[-1].extend(tokens)
-            else:
-                statements.append(tokens)
-    return statements
-
-
-def _has_operator(tokens: list[Token]) -> bool:
-    return any(t.kind == "op" for t in tokens)
 
 
 def _show(token: Token | None) -> str:
