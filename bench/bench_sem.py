@@ -56,11 +56,14 @@ def simulate(groups: int, sessions: int, seed: int) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+# The same call in plain Rscript: the reproduction bundle's R files, data and arguments.
 PLAIN = r"""
-for (f in c("fit.R", "ordinal.R", "ladder.R")) source(file.path("{rdir}", f))
-d <- read.csv("{csv}", colClasses = c(group = "character"))
-m <- paste(readLines("{lav}"), collapse = "\n")
-t <- system.time(r <- vaar_fit_ladder(d, m, "group", estimator = "MLR", ncpus = 2L))
+here <- "{bundle}"
+for (f in list.files(file.path(here, "r"), pattern = "[.]R$")) source(file.path(here, "r", f))
+args <- vaar_read_call(here)
+d <- read.csv(file.path(here, "data.csv"), colClasses = setNames("character", args$group))
+m <- paste(readLines(file.path(here, "model.lav")), collapse = "\n")
+t <- system.time(r <- do.call(vaar_fit_ladder, c(list(data = d, syntax = m), args)))
 cat("FIT_SECONDS", t[["elapsed"]], "\n")
 cpu <- sum(t[c("user.self", "sys.self", "user.child", "sys.child")], na.rm = TRUE)
 cat("CPU_SECONDS", cpu, "\n")
@@ -76,14 +79,19 @@ def cpu_seconds() -> float:
 
 
 def overhead(groups: int, sessions: int) -> None:
-    from vaar.sem import bridge, fit_ladder
+    from vaar.sem import bridge, fit_ladder, write_bundle
 
     data = simulate(groups, sessions, seed=1)
+    start = time.perf_counter()
+    bridge.call("vaar_parse", "f =~ a + b")  # start embedded R, load lavaan, source r/
+    startup = time.perf_counter() - start
+    start, cpu = time.perf_counter(), cpu_seconds()
+    result = fit_ladder(data, MODEL, "group", estimator="MLR")
+    vaar_fit, vaar_cpu = time.perf_counter() - start, cpu_seconds() - cpu
     with tempfile.TemporaryDirectory() as tmp:
-        csv, lav, script = Path(tmp, "d.csv"), Path(tmp, "m.lav"), Path(tmp, "plain.R")
-        data.to_csv(csv, index=False)
-        lav.write_text(MODEL)
-        script.write_text(PLAIN.format(rdir=bridge.R_DIR, csv=csv, lav=lav))
+        bundle = write_bundle(Path(tmp, "bundle"), result).parent
+        script = Path(tmp, "plain.R")
+        script.write_text(PLAIN.format(bundle=bundle))
         start = time.perf_counter()
         done = subprocess.run(["Rscript", str(script)], capture_output=True, text=True)
         r_total = time.perf_counter() - start
@@ -91,12 +99,6 @@ def overhead(groups: int, sessions: int) -> None:
             raise SystemExit(done.stderr)
         r_fit = float(done.stdout.split("FIT_SECONDS")[1].split()[0])
         r_cpu = float(done.stdout.split("CPU_SECONDS")[1].split()[0])
-    start = time.perf_counter()
-    bridge.call("vaar_parse", "f =~ a + b")  # start embedded R, load lavaan, source r/
-    startup = time.perf_counter() - start
-    start, cpu = time.perf_counter(), cpu_seconds()
-    fit_ladder(data, MODEL, "group", estimator="MLR")
-    vaar_fit, vaar_cpu = time.perf_counter() - start, cpu_seconds() - cpu
     print(f"\n== overhead: {groups} groups x {sessions} sessions, 12 items, MLR, 4 levels")
     print(f"plain Rscript: ladder {r_fit:.2f} s (process total {r_total:.2f} s, "
           f"so R start-up + lavaan load + CSV {r_total - r_fit:.2f} s)")  # fmt: skip

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from vaar.errors import VaarError
-from vaar.sem import analyze_data, fit_ladder, observed_variables, write_bundle
+from vaar.sem import fit_ladder, observed_variables, write_bundle
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R")
 
@@ -72,7 +72,7 @@ def hs(tmp_path_factory) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def hs_result(hs):
-    return analyze_data(hs, HS_MODEL, "school", estimator="MLR", equal_paths=True)
+    return fit_ladder(hs, HS_MODEL, "school", estimator="MLR", equal_paths=True)
 
 
 def assert_close(a, b, what):
@@ -186,7 +186,7 @@ write.csv(do.call(rbind, out), a[3], row.names = FALSE)
 def test_defined_parameter_and_equality_constraint_equal_plain_lavaan(hs, tmp_path):
     """`p := a*c` and `a == b`: lavaan gives := rows group 0, which once broke the estimates
     table ("differing number of rows"); they have no group label."""
-    result = analyze_data(hs, DEFINED_MODEL, "school", levels=["metric"], equal_paths=False)
+    result = fit_ladder(hs, DEFINED_MODEL, "school", levels=["metric"])
     est = result.estimates
     defined = est[est["op"] == ":="].set_index("level")
     assert list(defined.index) == ["configural", "metric"]
@@ -206,13 +206,11 @@ def test_defined_parameter_and_equality_constraint_equal_plain_lavaan(hs, tmp_pa
 
 
 def test_other_rules_state_their_decision(hs):
-    lrt = analyze_data(hs, HS_MODEL, "school", rule="lrt", levels=["metric", "scalar"],
-                       equal_paths=False)  # fmt: skip
+    lrt = fit_ladder(hs, HS_MODEL, "school", rule="lrt", levels=["metric", "scalar"])
     assert lrt.decision["rule"] == "lrt" and lrt.decision["highest"] == "metric"
     assert lrt.comparisons.loc[1, "reason"].startswith("LRT p ")
-    loose = analyze_data(hs, HS_MODEL, "school", rule="cheung_rensvold2002",
-                         thresholds={"cfi": 0.05}, levels=["metric", "scalar"],
-                         equal_paths=False)  # fmt: skip
+    loose = fit_ladder(hs, HS_MODEL, "school", rule="cheung_rensvold2002",
+                       thresholds={"cfi": 0.05}, levels=["metric", "scalar"])  # fmt: skip
     assert loose.decision["highest"] == "scalar"
     assert loose.decision["thresholds"]["cfi"] == 0.05
 
@@ -356,8 +354,7 @@ write.csv(data.frame(freed = freed, X2 = top$X2, as.list(unclass(fm))), a[3], ro
 
 
 def test_partial_invariance_equals_plain_lavaan(hs, tmp_path):
-    result = analyze_data(hs, HS_MODEL, "school", levels=["metric", "scalar"], partial=True,
-                          equal_paths=False)  # fmt: skip
+    result = fit_ladder(hs, HS_MODEL, "school", levels=["metric", "scalar"], partial=True)
     step = result.partial.iloc[0]
     assert result.decision["highest"] == "scalar_partial"
     assert result.decision["freed"] == [step["freed"]]
@@ -373,6 +370,66 @@ def test_partial_invariance_equals_plain_lavaan(hs, tmp_path):
     for column in ("chisq.scaled", "cfi.robust", "rmsea.robust", "srmr"):
         assert_close(fit[column.replace(".", "_")], plain[column], column)
     assert bool(step["holds"])
+
+
+def two_loadings_differ(seed: int = 5, sessions: int = 300) -> pd.DataFrame:
+    """Two groups whose loadings of p2 (.8 vs .35) and, a little, q3 (.8 vs .62) differ, and a
+    cross-loading of q1 the model misses (so CFI < 1 and freeing one loading still costs)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for name, p2, q3 in (("a", 0.8, 0.8), ("b", 0.35, 0.62)):
+        factors = rng.standard_normal((sessions, 2))
+        cols = {"g": name}
+        for j, factor in enumerate("pq"):
+            for i in range(1, 5):
+                loading = {"p2": p2, "q3": q3}.get(f"{factor}{i}", 0.8)
+                noise = rng.normal(0, 0.6, sessions)
+                cols[f"{factor}{i}"] = loading * factors[:, j] + noise
+        cols["q1"] = cols["q1"] + 0.4 * factors[:, 0]
+        frames.append(pd.DataFrame(cols))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_partial_metric_is_judged_by_the_loadings_srmr_cut_off():
+    """metric_partial frees loadings: Chen's SRMR cut-off for loadings judges it, as it judges
+    metric (it was judged by the intercepts' one, the level name carrying the suffix). The
+    cut-offs are chosen so the two differ: any CFI drop counts, RMSEA never does, SRMR
+    between the two cut-offs. With the loadings' cut-off freeing p2 is enough; with the
+    other one the search went on and freed q3 as well."""
+    cut_offs = {"cfi": 1e-9, "rmsea": 1.0, "srmr_loadings": 0.02, "srmr_other": 1e-9}
+    result = fit_ladder(two_loadings_differ(), "P =~ p1 + p2 + p3 + p4\nQ =~ q1 + q2 + q3 + q4\n",
+                        "g", levels=["metric"], partial=True, thresholds=cut_offs)  # fmt: skip
+    comp = result.comparisons.set_index("to")
+    assert not comp.loc["metric", "holds"]
+    assert comp.loc["metric_partial", "srmr_threshold"] == comp.loc["metric", "srmr_threshold"]
+    assert comp.loc["metric_partial", "srmr_threshold"] == 0.02
+    assert 1e-9 < comp.loc["metric_partial", "d_srmr"] < 0.02
+    assert comp.loc["metric_partial", "d_cfi"] < 0 and comp.loc["metric_partial", "holds"]
+    assert result.decision["highest"] == "metric_partial"
+    assert result.decision["freed"] == ["P=~p2"]
+
+
+def test_a_listwise_bundle_with_missing_answers_reproduces_in_rscript(hs, tmp_path):
+    """`missing` travels into the bundle with every other argument: a listwise study with
+    missing answers was reproduced with FIML, and other numbers."""
+    holes = hs.copy()
+    rng = np.random.default_rng(3)
+    items = [f"x{i}" for i in range(1, 10)]
+    holes[items] = holes[items].mask(rng.random((len(holes), len(items))) < 0.05)
+    listwise = fit_ladder(holes, HS_CFA, "school", levels=["metric"], missing="listwise")
+    fiml = fit_ladder(holes, HS_CFA, "school", levels=["configural"])
+    assert listwise.diagnostics["missing"] == "listwise" and fiml.diagnostics["missing"] == "ml"
+    assert abs(listwise.fits["chisq"][0] - fiml.fits["chisq"][0]) > 1  # the two differ
+    script = write_bundle(tmp_path / "bundle", listwise)
+    assert "missing,character,FALSE,listwise" in (script.parent / "arguments.csv").read_text()
+    rscript(script, cwd="/")
+    out = script.parent / "r_output"
+    fits = pd.read_csv(out / "fits.csv")
+    for column in ("npar", "chisq", "chisq.scaled", "cfi.robust", "srmr"):
+        assert_close(listwise.fits[column.replace(".", "_")], fits[column], column)
+    est = pd.read_csv(out / "estimates.csv", keep_default_na=False, na_values=["NA"])
+    for column in ("est", "se", "std_all"):
+        assert_close(listwise.estimates[column], est[column], column)
 
 
 def test_bootstrap_paths_count_failures_and_reproduce_in_rscript(hs, tmp_path):
@@ -393,14 +450,12 @@ def test_bootstrap_paths_count_failures_and_reproduce_in_rscript(hs, tmp_path):
 def test_worker_process_and_cli(hs, tmp_path):
     from click.testing import CliRunner
 
-    from vaar.sem import worker
     from vaar.sem.commands import sem_fit
+    from vaar.sem.worker import RPool
 
-    try:
-        in_worker = worker.submit("fit_ladder", hs, HS_CFA, "school", levels=["configural"])
+    with RPool(1) as pool:
+        in_worker = pool.submit(fit_ladder, hs, HS_CFA, "school", levels=["configural"])
         result = in_worker.result(timeout=300)
-    finally:
-        worker.shutdown()
     assert result.fits["converged"].all() and result.groups == ["Pasteur", "Grant-White"]
     data, model = tmp_path / "hs.csv", tmp_path / "m.lav"
     hs.to_csv(data, index=False)

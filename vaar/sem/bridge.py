@@ -15,7 +15,7 @@ from vaar.errors import VaarError
 from vaar.files import package_path
 
 R_DIR = package_path("sem", "r")
-R_FILES = ("fit.R", "ordinal.R", "ladder.R")
+R_FILES = ("call.R", "fit.R", "ordinal.R", "compare.R", "ladder.R")
 
 # The r/*.R functions that read a lavaan model, and the model's position among their
 # arguments: every model passes the allow-list (vaar.sem.grammar) here, on its way into R,

@@ -1,6 +1,7 @@
 """The reproduction bundle: the exact data vaar fitted, the model as fitted, the arguments as
-data, the r/ functions, and analysis.R, which calls the same R function with the same arguments
-and prints (and writes) the same numbers. `Rscript analysis.R` needs only R, lavaan, semTools."""
+data (the ones the bridge passes, tables included: vaar.sem.ladder.r_arguments), the r/
+functions, and analysis.R, which calls the same R function with the same arguments and prints
+(and writes) the same numbers. `Rscript analysis.R` needs only R, lavaan, semTools."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
+
 from vaar.errors import VaarError
 from vaar.files import atomic_write, write_text
 from vaar.sem.bridge import R_DIR, R_FILES
 from vaar.sem.grammar import check_model
+from vaar.sem.ladder import r_arguments
 
 ANALYSIS_R = r"""# Reproduces vaar's lavaan analysis with plain R: Rscript analysis.R
 # Needs R with lavaan and semTools. Nothing here is generated from user input: the model,
@@ -19,31 +23,13 @@ ANALYSIS_R = r"""# Reproduces vaar's lavaan analysis with plain R: Rscript analy
 args_all <- commandArgs(trailingOnly = FALSE)
 script <- sub("^--file=", "", grep("^--file=", args_all, value = TRUE))
 here <- if (length(script) == 1) dirname(normalizePath(script)) else getwd()
-for (f in c("fit.R", "ordinal.R", "ladder.R")) source(file.path(here, "r", f))
+for (f in list.files(file.path(here, "r"), pattern = "[.]R$")) source(file.path(here, "r", f))
 
-a <- read.dcf(file.path(here, "arguments.dcf"), all = TRUE)
-arg <- function(name) {
-  v <- a[[name]]
-  if (is.null(v) || is.na(v) || !nzchar(trimws(v))) character(0) else trimws(strsplit(v, ",")[[1]])
-}
-group <- arg("group")
-classes <- setNames("character", group)
+args <- vaar_read_call(here)  # arguments.csv and the tables it names (r/call.R)
+classes <- setNames("character", args$group)
 data <- read.csv(file.path(here, "data.csv"), colClasses = classes, check.names = FALSE)
 syntax <- paste(readLines(file.path(here, "model.lav"), warn = FALSE), collapse = "\n")
-thresholds <- list()
-for (k in c("cfi", "rmsea", "srmr_loadings", "srmr_other", "alpha")) {
-  v <- arg(paste0("threshold_", k))
-  if (length(v) == 1) thresholds[[k]] <- as.numeric(v)
-}
-
-result <- vaar_fit_ladder(
-  data, syntax, group,
-  estimator = arg("estimator"), ordered = arg("ordered"), levels = arg("levels"),
-  rule = arg("rule"), thresholds = thresholds, partial = as.logical(arg("partial")),
-  max_free = as.integer(arg("max_free")), equal_paths = as.logical(arg("equal_paths")),
-  bootstrap = as.integer(arg("bootstrap")), ncpus = as.integer(arg("ncpus")),
-  seed = as.integer(arg("seed"))
-)
+result <- do.call(vaar_fit_ladder, c(list(data = data, syntax = syntax), args))
 
 out <- file.path(here, "r_output")
 dir.create(out, showWarnings = FALSE)
@@ -99,7 +85,7 @@ def write_bundle(out_dir, result) -> Path | None:
     with atomic_write(out_dir / "data.csv", "table") as tmp:
         data.to_csv(tmp, index=False)
     write_text(out_dir / "model.lav", model)
-    write_text(out_dir / "arguments.dcf", _dcf(call["args"]))
+    _write_arguments(out_dir, r_arguments(call["args"]))
     write_text(out_dir / "analysis.R", ANALYSIS_R)
     numbers = json.dumps(sem.to_dict(), indent=1, ensure_ascii=False)
     write_text(out_dir / "vaar_result.json", numbers)
@@ -109,26 +95,46 @@ def write_bundle(out_dir, result) -> Path | None:
         "    Rscript analysis.R\n\n"
         "data.csv is the exact table vaar fitted (after any degenerate items or groups were\n"
         "removed; see vaar_result.json -> diagnostics), model.lav the model as fitted,\n"
-        "arguments.dcf the arguments of vaar_fit_ladder() in r/ladder.R. The script prints\n"
+        "arguments.csv the other arguments of vaar_fit_ladder() in r/ladder.R (the tables\n"
+        "of invariance levels and of the decision rule's criteria in the CSV files it\n"
+        "names). The script prints\n"
         "the fit per level, the comparisons, the decision and the structural paths, and writes\n"
         "every table to r_output/. vaar_result.json holds vaar's numbers for comparison.\n",
     )
     return out_dir / "analysis.R"
 
 
-def _dcf(args: dict) -> str:
-    """Arguments as a Debian-control-format file (read.dcf in base R): one `key: value` line,
-    vectors comma-separated, thresholds as threshold_<name>."""
-    lines = []
-    for key, value in args.items():
-        if key == "thresholds":
-            lines += [f"threshold_{k}: {v!r}" for k, v in value.items()]
-            continue
-        if isinstance(value, bool):
-            value = "TRUE" if value else "FALSE"
-        elif isinstance(value, list | tuple):
-            value = ", ".join(map(str, value))
-        if any(c in str(value) for c in "\n,") and not isinstance(args[key], list | tuple):
-            raise VaarError(f"argument {key} cannot be written to the bundle: {value!r}")
-        lines.append(f"{key}: {value}")
-    return "\n".join(lines) + "\n"
+def _write_arguments(out_dir: Path, args: dict) -> None:
+    """The arguments as files r/call.R reads back (vaar_read_call): arguments.csv, one row per
+    argument (name, R type, vector or not, value; a vector's elements joined by commas), a
+    table as <name>.csv, a dict of numbers (the thresholds) as <name>.csv of name, value."""
+    rows = [(name, *_argument(out_dir, name, value)) for name, value in args.items()]
+    table = pd.DataFrame(rows, columns=["name", "type", "vector", "value"])
+    _write_table(out_dir, "arguments", table)
+
+
+def _argument(out_dir: Path, name: str, value) -> tuple[str, str, str]:
+    """(R type, "TRUE" for a vector, value) of one argument; a table is written beside."""
+    if isinstance(value, dict):  # named numbers: the thresholds
+        numbers = {"name": list(value), "value": [float(v) for v in value.values()]}
+        return "list", "FALSE", _write_table(out_dir, name, pd.DataFrame(numbers))
+    if isinstance(value, pd.DataFrame):
+        return "table", "FALSE", _write_table(out_dir, name, value)
+    if isinstance(value, list | tuple):
+        if any("," in str(v) for v in value):
+            raise VaarError(f"argument {name} cannot be written to the bundle: {value!r}")
+        return "character", "TRUE", ",".join(map(str, value))
+    if isinstance(value, bool):
+        return "logical", "FALSE", "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return "integer", "FALSE", str(value)
+    if isinstance(value, float):
+        return "double", "FALSE", repr(value)
+    return "character", "FALSE", str(value)
+
+
+def _write_table(out_dir: Path, name: str, table: pd.DataFrame) -> str:
+    path = out_dir / f"{name}.csv"
+    with atomic_write(path, "table") as tmp:
+        table.to_csv(tmp, index=False)
+    return path.name

@@ -1,5 +1,6 @@
 """The public fitting API: check the input, apply the degenerate-group strategy, run the R
-ladder (r/ladder.R: vaar_fit_ladder) and wrap its plain-data result in a SemResult."""
+ladder (r/ladder.R: vaar_fit_ladder, with the levels and the rule of vaar.sem.invariance as
+tables) and wrap its plain-data result in a SemResult."""
 
 from __future__ import annotations
 
@@ -11,20 +12,11 @@ import pandas as pd
 
 from vaar.errors import VaarError
 from vaar.files import read_text
-from vaar.sem import bridge
+from vaar.sem import bridge, invariance
 from vaar.sem import syntax as lav_syntax
 from vaar.sem.degenerate import clean
 from vaar.sem.grammar import check_model
 from vaar.sem.result import SemResult
-
-CONTINUOUS_ESTIMATORS = ("ML", "MLR")
-ORDINAL_ESTIMATORS = ("WLSMV",)
-CONTINUOUS_LEVELS = ("configural", "metric", "scalar", "strict")
-ORDINAL_LEVELS = ("configural", "thresholds", "metric", "scalar", "strict")
-RULES = ("chen2007", "cheung_rensvold2002", "lrt")
-THRESHOLD_KEYS = ("cfi", "rmsea", "srmr_loadings", "srmr_other", "alpha")
-# The default ladder of the study pipeline: invariance levels only, no expensive extras.
-DEFAULTS = {"rule": "chen2007", "partial": False, "equal_paths": True, "bootstrap": 0}
 
 
 def parse_model(syntax: str) -> dict:
@@ -53,29 +45,6 @@ def _names(value) -> list[str]:
 def _first_line(message: str) -> str:
     text = message.strip().removeprefix("lavaan ERROR:").strip()
     return text.splitlines()[0] if text else "lavaan could not parse the model"
-
-
-def _levels(levels, ordinal: bool) -> list[str]:
-    known = ORDINAL_LEVELS if ordinal else CONTINUOUS_LEVELS
-    levels = list(levels) if levels else list(CONTINUOUS_LEVELS)
-    unknown = [lv for lv in levels if lv not in known]
-    if unknown:
-        raise VaarError(f"unknown invariance level(s) {unknown} (known: {', '.join(known)})")
-    if ordinal and any(lv in ("metric", "scalar", "strict") for lv in levels):
-        levels.append("thresholds")  # Wu & Estabrook (2016): thresholds before loadings
-    levels = ["configural", *levels]
-    return [lv for lv in known if lv in levels]
-
-
-def _thresholds(thresholds: dict | None) -> dict:
-    thresholds = dict(thresholds or {})
-    unknown = sorted(set(thresholds) - set(THRESHOLD_KEYS))
-    if unknown:
-        raise VaarError(f"unknown threshold(s) {unknown} (known: {', '.join(THRESHOLD_KEYS)})")
-    for key, value in thresholds.items():
-        if not isinstance(value, int | float) or value <= 0:
-            raise VaarError(f"threshold {key} must be a positive number, got {value!r}")
-    return {k: float(v) for k, v in thresholds.items()}
 
 
 def read_model_file(path: str | Path) -> str:
@@ -134,11 +103,11 @@ def fit_ladder(
     syntax: str,
     group: str,
     *,
-    estimator: str | None = "MLR",
+    estimator: str | None = None,
     ordered: bool | list[str] = False,
     levels: list[str] | None = None,
-    degenerate: str = "drop_items",
-    rule: str = "chen2007",
+    degenerate: str = invariance.DEGENERATE[0],
+    rule: str = invariance.DEFAULT_RULE,
     thresholds: dict | None = None,
     partial: bool = False,
     max_free: int = 10,
@@ -146,33 +115,38 @@ def fit_ladder(
     bootstrap: int = 0,
     ncpus: int | None = None,
     seed: int = 1,
-    missing: str = "fiml",
+    missing: str = invariance.MISSING[0],
+    min_groups: int = 1,
 ) -> SemResult:
     """Fit the invariance ladder of a multi-group model with lavaan.
 
-    `ordered`: False (continuous, ML/MLR with FIML when data are missing), True (every
-    observed variable ordinal, WLSMV/theta) or a list of ordinal variables. `levels` are the
-    constrained levels to try (configural is always fitted). `rule`: "chen2007",
-    "cheung_rensvold2002" or "lrt"; `thresholds` override the rule's cut-offs. `missing`:
-    "fiml" (continuous data, when anything is missing) or "listwise" (complete sessions only;
-    far faster with many items). Ordinal data always use pairwise deletion."""
-    check_groups(data, group)  # before R parses anything
+    `estimator`: MLR for continuous data, WLSMV for ordinal data unless given. `ordered`:
+    False (continuous, ML/MLR with FIML when data are missing), True (every observed variable
+    ordinal, WLSMV/theta) or a list of ordinal variables. `levels` are the constrained levels
+    to try (configural is always fitted; vaar.sem.invariance). `rule`: one of
+    invariance.RULES; `thresholds` override its cut-offs. `equal_paths`: also test equal
+    structural paths at the highest level that holds. `missing`: "fiml" (continuous data, when
+    anything is missing) or "listwise" (complete sessions only; far faster with many items).
+    Ordinal data always use pairwise deletion. `min_groups`: the groups the data must hold (a
+    user's model asks for 2: one group's ladder would report "strict" invariance, having
+    compared nothing)."""
+    check_groups(data, group, at_least=min_groups)  # before R parses anything
     parsed = parse_model(syntax)
     syntax = parsed["syntax"]  # from here on the checked text: what R gets and the bundle holds
     frame = _model_data(data, group, parsed["ov"])
     ordinal_vars = _ordered(ordered, parsed["ov"])
     ordinal = bool(ordinal_vars)
-    estimator = estimator or ("WLSMV" if ordinal else "MLR")
-    allowed = ORDINAL_ESTIMATORS if ordinal else CONTINUOUS_ESTIMATORS
+    allowed = invariance.ORDINAL_ESTIMATORS if ordinal else invariance.CONTINUOUS_ESTIMATORS
+    estimator = estimator or allowed[0]
     if estimator not in allowed:
         kind = "ordinal" if ordinal else "continuous"
         raise VaarError(f"estimator {estimator!r} does not fit {kind} data (use {allowed})")
-    if missing not in ("fiml", "listwise"):
-        raise VaarError(f"unknown missing-data method {missing!r} (known: fiml, listwise)")
-    if rule not in RULES:
-        raise VaarError(f"unknown decision rule {rule!r} (known: {', '.join(RULES)})")
-    level_list = _levels(levels, ordinal)
-    cut_offs = _thresholds(thresholds)
+    if missing not in invariance.MISSING:
+        known = ", ".join(invariance.MISSING)
+        raise VaarError(f"unknown missing-data method {missing!r} (known: {known})")
+    invariance.rule(rule)  # a known rule, or VaarError
+    level_list = invariance.levels_to_fit(levels, ordinal)
+    cut_offs = invariance.thresholds(thresholds)
     if bootstrap < 0 or max_free < 1:
         raise VaarError("bootstrap must be >= 0 and max_free >= 1")
 
@@ -208,7 +182,7 @@ def fit_ladder(
         "seed": int(seed),
         "missing": missing,
     }
-    raw = bridge.call("vaar_fit_ladder", used, fitted_syntax, **_r_args(args))
+    raw = bridge.call("vaar_fit_ladder", used, fitted_syntax, **r_arguments(args))
     diagnostics = {
         "dropped_items": cleaned.dropped_items,
         "excluded_groups": cleaned.excluded_groups,
@@ -235,12 +209,19 @@ def _ordered(ordered, observed: list[str]) -> list[str]:
     return list(ordered)
 
 
-def _r_args(args: dict) -> dict:
-    """Arguments for the R function (empty vectors and dicts as R understands them)."""
-    out = dict(args)
+def r_arguments(args: dict) -> dict:
+    """The arguments of r/ladder.R's vaar_fit_ladder for a call's `args` (what fit_ladder
+    records in SemResult.call): the levels, the equal-paths test and the rule become the
+    tables of vaar.sem.invariance. The bridge and the reproduction bundle both use this."""
+    out = {k: v for k, v in args.items() if k not in ("levels", "equal_paths")}
+    out.update(
+        invariance.r_tables(
+            list(args["levels"]), args["rule"], ordinal=bool(args["ordered"]),
+            equal_paths=bool(args["equal_paths"]),
+        )
+    )  # fmt: skip
     out["ordered"] = list(args["ordered"])
     out["thresholds"] = dict(args["thresholds"])
-    out["max_free"] = int(args["max_free"])
     return out
 
 

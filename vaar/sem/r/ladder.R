@@ -1,105 +1,133 @@
-# The measurement-invariance ladder: fit each level, compare adjacent levels (LRT and delta
-# fit indices), decide which level holds under a stated rule, optionally search for partial
-# invariance, test equal structural paths, and bootstrap the paths. Returns plain data only.
+# The measurement-invariance ladder: fit each level, compare each with the level below it
+# (r/compare.R), decide the highest level that holds under a rule, optionally search for
+# partial invariance, test equal structural paths, and bootstrap the paths. Plain data only.
+#
+# What the levels are comes as data, the `ladder` table of vaar.sem.invariance (one row per
+# fit, in order; lists joined by commas):
+#   level    the level's name             partial  the name of its partial variant
+#   equal    its cumulative group.equal   frees    the operators a partial search may free
+#   srmr     the name of its SRMR cut-off kind     "level", or "paths" (the equal-paths test,
+#                                                  whose group.equal is added to the highest
+#                                                  level that holds)
+# and the rule as its `criteria` (r/compare.R): nothing here knows a level or a rule by name.
 
-VAAR_DEFAULT_THRESHOLDS <- list(cfi = 0.010, rmsea = 0.015, srmr_loadings = 0.030,
-                                srmr_other = 0.010, alpha = 0.05)
-
-# group.equal of each level: cumulative constraints, thresholds first for ordinal data.
-vaar_level_equal <- function(level, ordinal) {
-  steps <- if (ordinal) {
-    list(configural = character(0), thresholds = "thresholds", metric = "loadings",
-         scalar = "intercepts", strict = "residuals")
+# The analysis every fit shares: the data (ordinal variables as ordered factors), the model,
+# the group and lavaan's options. `ordered` empty = continuous (ML/MLR with FIML); non-empty =
+# WLSMV with the theta parameterization and pairwise deletion, syntax from semTools.
+vaar_setup <- function(data, syntax, group, estimator, ordered, missing) {
+  ordinal <- length(ordered) > 0
+  if (ordinal) {
+    for (v in ordered) data[[v]] <- ordered(data[[v]])
+    options <- list(estimator = estimator, ordered = ordered, parameterization = "theta",
+                    missing = "pairwise")
   } else {
-    list(configural = character(0), metric = "loadings", scalar = "intercepts",
-         strict = "residuals")
+    # FIML when anything is missing (unless the caller asks for listwise deletion, which is
+    # much faster on wide instruments); with complete data "listwise" is lavaan's default and
+    # gives the same estimates (FIML there would change lavaan's information-matrix defaults
+    # and so the robust SEs slightly).
+    method <- c(fiml = "ml", listwise = "listwise")[[missing]]
+    options <- list(estimator = estimator, missing = if (anyNA(data)) method else "listwise")
   }
-  if (!level %in% names(steps)) {
-    stop(sprintf("unknown invariance level '%s' (known: %s)", level,
-                 paste(names(steps), collapse = ", ")))
-  }
-  unlist(steps[seq_len(match(level, names(steps)))], use.names = FALSE)
+  list(data = data, syntax = syntax, group = group, ordered = ordered, ordinal = ordinal,
+       options = options, baseline_fit = NULL)
 }
 
-# Which fit index a comparison uses: robust if lavaan gives it for both fits, else scaled, else
-# the standard one. The choice is reported with every comparison.
-vaar_pick_index <- function(a, b, base) {
-  for (name in c(paste0(base, ".robust"), paste0(base, ".scaled"), base)) {
-    if (!is.na(a[[name]]) && !is.na(b[[name]])) {
-      return(name)
+# One fit: `equal` its group.equal, `partial` its group.partial, `extra` options on top of the
+# shared ones (the bootstrap's). Ordinal models get their syntax from r/ordinal.R.
+vaar_fit_level <- function(setup, level, equal, partial = character(0), extra = list(),
+                           baseline = FALSE) {
+  options <- modifyList(setup$options, extra)
+  if (!setup$ordinal) {
+    return(vaar_fit_run(setup$syntax, setup$data, setup$group, level, options,
+                        group.equal = equal, group.partial = partial, baseline = baseline))
+  }
+  # measEq.syntax knows the measurement constraints; equal regressions are lavaan's
+  model <- vaar_capture(vaar_ordinal_syntax(setup$syntax, setup$data, setup$group,
+                                            setup$ordered, setdiff(equal, "regressions"),
+                                            partial))
+  if (is.null(model$value)) {
+    messages <- data.frame(level = level, type = "error", message = model$error)
+    return(list(fit = NULL, level = level, messages = messages, error = model$error,
+                warnings = character(0)))
+  }
+  vaar_fit_run(model$value, setup$data, setup$group, level, options,
+               group.equal = intersect(equal, "regressions"), use_lavaan = TRUE,
+               baseline = baseline)
+}
+
+# A fit made after the ladder's levels, described like them (with the baseline model the
+# first level's fit lends it).
+vaar_refit <- function(setup, level, equal, partial = character(0), extra = list()) {
+  vaar_describe(vaar_fit_level(setup, level, equal, partial, extra), setup$baseline_fit)
+}
+
+# The ladder's levels are independent fits: fit them side by side, then describe each. The
+# first (configural) fits lavaan's baseline model, and lends it to the others.
+vaar_fit_levels <- function(setup, steps, ncpus) {
+  runs <- vaar_map(seq_len(nrow(steps)), function(i) {
+    vaar_fit_level(setup, steps$level[i], vaar_split(steps$equal[i]), baseline = i == 1)
+  }, ncpus)
+  names(runs) <- steps$level
+  lapply(runs, vaar_describe, baseline_fit = runs[[1]]$fit)
+}
+
+# The cut-offs that judge one step: the thresholds, and "srmr" = the step's own SRMR cut-off.
+vaar_limits <- function(thresholds, step) {
+  c(thresholds, list(srmr = thresholds[[step$srmr]]))
+}
+
+# Walk up the ladder from its first level while the levels hold; a failing level may be
+# rescued by a partial search. Comparisons are always between adjacent levels; the levels
+# above an accepted partial level keep its freed parameters.
+vaar_walk <- function(setup, steps, fitted, criteria, thresholds, partial, max_free) {
+  base <- fitted[[1]]
+  walk <- list(results = setNames(list(base), base$level), comparisons = list(),
+               partial_steps = list(), freed = character(0),
+               highest = if (isTRUE(base$row$converged)) base$level else NA_character_,
+               equal = character(0))
+  holding <- !is.na(walk$highest)
+  prev <- base
+  for (i in seq_len(nrow(steps))[-1]) {
+    step <- steps[i, ]
+    equal <- vaar_split(step$equal)
+    limits <- vaar_limits(thresholds, step)
+    cur <- if (length(walk$freed) == 0) {
+      fitted[[step$level]]
+    } else {
+      vaar_refit(setup, step$partial, equal, walk$freed)
     }
+    walk$results[[cur$level]] <- cur
+    cmp <- vaar_compare(prev, cur, criteria, limits)
+    walk$comparisons[[length(walk$comparisons) + 1]] <- cmp
+    prev <- cur
+    if (holding && cmp$holds) {
+      walk$highest <- cur$level
+      walk$equal <- equal
+      base <- cur
+      next
+    }
+    if (holding && partial && !is.null(cur$fit)) {
+      search <- vaar_search_partial(setup, step, cur, base, walk$freed, criteria, limits,
+                                    max_free)
+      walk$partial_steps <- c(walk$partial_steps, search$steps)
+      if (search$found) {
+        walk$results[[step$partial]] <- search$fit
+        walk$comparisons[[length(walk$comparisons) + 1]] <- search$comparison
+        walk$highest <- step$partial
+        walk$equal <- equal
+        walk$freed <- search$freed
+        base <- search$fit
+        prev <- search$fit
+        next
+      }
+    }
+    holding <- FALSE
   }
-  base
+  walk
 }
-
-vaar_lrt <- function(fit_free, fit_constrained) {
-  res <- vaar_capture(lavTestLRT(fit_free, fit_constrained))
-  out <- list(chisq_diff = NA_real_, df_diff = NA_real_, lrt_pvalue = NA_real_,
-              lrt_method = NA_character_, lrt_error = res$error)
-  if (!is.null(res$value)) {
-    tab <- res$value
-    out$chisq_diff <- as.numeric(tab[2, "Chisq diff"])
-    out$df_diff <- as.numeric(tab[2, "Df diff"])
-    out$lrt_pvalue <- as.numeric(tab[2, "Pr(>Chisq)"])
-    heading <- trimws(strsplit(attr(tab, "heading")[1], "\n")[[1]])
-    out$lrt_method <- heading[nzchar(heading)][1]
-  }
-  out
-}
-
-# Compare a constrained level with the level below it; `holds` applies the rule unrounded.
-vaar_compare <- function(free, constrained, rule, thresholds) {
-  a <- free$row
-  b <- constrained$row
-  cfi <- vaar_pick_index(a, b, "cfi")
-  rmsea <- vaar_pick_index(a, b, "rmsea")
-  d_cfi <- b[[cfi]] - a[[cfi]]
-  d_rmsea <- b[[rmsea]] - a[[rmsea]]
-  d_srmr <- b$srmr - a$srmr
-  lrt <- if (!is.null(free$fit) && !is.null(constrained$fit)) {
-    vaar_lrt(free$fit, constrained$fit)
-  } else {
-    vaar_lrt(NULL, NULL)
-  }
-  srmr_thr <- if (constrained$level %in% c("metric")) {
-    thresholds$srmr_loadings
-  } else {
-    thresholds$srmr_other
-  }
-  usable <- isTRUE(a$converged) && isTRUE(b$converged)
-  worse_cfi <- isTRUE(d_cfi <= -thresholds$cfi)
-  fails <- switch(rule,
-    chen2007 = worse_cfi && (isTRUE(d_rmsea >= thresholds$rmsea) || isTRUE(d_srmr >= srmr_thr)),
-    cheung_rensvold2002 = worse_cfi,
-    lrt = isTRUE(lrt$lrt_pvalue < thresholds$alpha),
-    stop(sprintf("unknown decision rule '%s' (known: chen2007, cheung_rensvold2002, lrt)", rule))
-  )
-  undecidable <- !usable || (rule == "lrt" && is.na(lrt$lrt_pvalue)) ||
-    (rule != "lrt" && is.na(d_cfi))
-  reason <- if (!usable) {
-    "a model did not converge"
-  } else if (undecidable) {
-    "the index the rule needs is not available"
-  } else if (fails) {
-    switch(rule,
-      chen2007 = sprintf("dCFI %.6g <= -%g and (dRMSEA %.6g >= %g or dSRMR %.6g >= %g)",
-                         d_cfi, thresholds$cfi, d_rmsea, thresholds$rmsea, d_srmr, srmr_thr),
-      cheung_rensvold2002 = sprintf("dCFI %.6g <= -%g", d_cfi, thresholds$cfi),
-      lrt = sprintf("LRT p %.6g < %g", lrt$lrt_pvalue, thresholds$alpha)
-    )
-  } else {
-    "within the rule"
-  }
-  c(list(from = free$level, to = constrained$level, cfi_index = cfi, rmsea_index = rmsea,
-         d_cfi = d_cfi, d_rmsea = d_rmsea, d_srmr = d_srmr, srmr_threshold = srmr_thr),
-    lrt, list(holds = usable && !undecidable && !fails, reason = reason))
-}
-
-# The parameter type each level constrains: only those are candidates for freeing there.
-VAAR_LEVEL_OPS <- c(thresholds = "|", metric = "=~", scalar = "~1", strict = "~~")
 
 # Score tests on the equality constraints of a fit, mapped to lavaan's group.partial syntax,
-# restricted to the parameter type `op` that the failing level added.
+# restricted to the parameter types `op` the failing level may free.
 vaar_score_candidates <- function(fit, op) {
   res <- vaar_capture(lavTestScore(fit, epc = FALSE))
   if (is.null(res$value)) {
@@ -125,24 +153,58 @@ vaar_score_candidates <- function(fit, op) {
   out[!duplicated(out$parameter), ]
 }
 
-vaar_bind <- function(frames) {
-  frames <- Filter(function(x) !is.null(x) && nrow(x) > 0, frames)
-  if (length(frames) == 0) {
-    return(NULL)
+# Partial invariance for a failing step: free its constraints one at a time, largest score
+# test first, until it holds against `base` (the last level that held), a refit fails, or
+# `max_free` are freed. Returns found, the steps taken, and when found the fit, its
+# comparison and every freed parameter.
+vaar_search_partial <- function(setup, step, failed, base, freed, criteria, limits,
+                                max_free) {
+  frees <- vaar_split(step$frees)
+  trial <- failed
+  steps <- list()
+  for (k in seq_len(max_free)) {
+    cand <- vaar_score_candidates(trial$fit, frees)
+    if (is.null(cand)) break
+    cand <- cand[!cand$parameter %in% freed, ]
+    if (nrow(cand) == 0) break
+    freed <- c(freed, cand$parameter[1])
+    trial <- vaar_refit(setup, step$partial, vaar_split(step$equal), freed)
+    cmp <- vaar_compare(base, trial, criteria, limits)
+    steps[[k]] <- data.frame(level = step$level, step = k, freed = cand$parameter[1],
+                             X2 = cand$X2[1], df = cand$df[1], pvalue = cand$pvalue[1],
+                             holds = cmp$holds, stringsAsFactors = FALSE)
+    if (cmp$holds || is.null(trial$fit)) {
+      return(list(found = cmp$holds, steps = steps, fit = trial, comparison = cmp,
+                  freed = freed))
+    }
   }
-  do.call(rbind, frames)
+  list(found = FALSE, steps = steps)
+}
+
+# Are the structural paths equal across groups: the LRT of the `paths` row's constraints on
+# top of the `top` level that holds (its freed parameters stay free), with its verdict.
+vaar_test_equal_paths <- function(setup, paths, top, equal, freed, alpha) {
+  fit <- vaar_refit(setup, paths$level, c(equal, vaar_split(paths$equal)), freed)
+  difference <- vaar_difference(top, fit)
+  row <- as.data.frame(c(difference$indices, difference$lrt)[
+    c("from", "to", "chisq_diff", "df_diff", "lrt_pvalue", "lrt_method", "d_cfi", "d_rmsea",
+      "d_srmr")])
+  verdict <- vaar_paths_equal(row$lrt_pvalue, alpha)
+  row$paths_equal <- verdict$paths_equal
+  row$verdict <- verdict$verdict
+  list(fit = fit, row = row)
 }
 
 # Bootstrap the structural paths of one level (lavaan's own bootstrap, percentile CIs).
-vaar_bootstrap_paths <- function(fitter, level, equal, partial, draws, ncpus, seed,
-                                 base_estimator) {
+vaar_bootstrap_paths <- function(setup, level, equal, partial, draws, ncpus, seed) {
   # lavaan bootstraps ML-family and DWLS fits only: MLR -> ML (same point estimates),
   # WLSMV -> DWLS (same point estimates); robust corrections are replaced by the bootstrap.
+  base_estimator <- setup$options$estimator
   estimator <- if (base_estimator %in% c("MLR", "MLM", "MLMV", "MLF")) "ML" else
     if (base_estimator %in% c("WLSMV", "WLSM")) "DWLS" else base_estimator
-  one <- fitter(paste0(level, "_bootstrap"), equal, partial,
-                list(estimator = estimator, se = "bootstrap", bootstrap = draws, parallel = "multicore",
-                     ncpus = ncpus, iseed = seed))
+  one <- vaar_refit(setup, paste0(level, "_bootstrap"), equal, partial,
+                    list(estimator = estimator, se = "bootstrap", bootstrap = draws,
+                         parallel = "multicore", ncpus = ncpus, iseed = seed))
   if (is.null(one$fit)) {
     return(list(table = NULL, messages = one$messages))
   }
@@ -154,196 +216,87 @@ vaar_bootstrap_paths <- function(fitter, level, equal, partial, draws, ncpus, se
   labels <- lavInspect(one$fit, "group.label")
   table <- data.frame(
     level = level, group = labels[pe$group], lhs = pe$lhs, op = pe$op, rhs = pe$rhs,
-    estimator = estimator, est = pe$est, boot_se = pe$se, boot_ci_lower = pe$ci.lower, boot_ci_upper = pe$ci.upper,
-    draws = draws, failed = failed, nonadmissible = nonadmissible,
-    successful = if (is.null(boot)) 0L else sum(stats::complete.cases(boot)), stringsAsFactors = FALSE
+    estimator = estimator, est = pe$est, boot_se = pe$se, boot_ci_lower = pe$ci.lower,
+    boot_ci_upper = pe$ci.upper, draws = draws, failed = failed,
+    nonadmissible = nonadmissible,
+    successful = if (is.null(boot)) 0L else sum(stats::complete.cases(boot)),
+    stringsAsFactors = FALSE
   )
   list(table = table, messages = one$messages)
 }
 
-# The whole analysis. `ordered` empty = continuous (ML/MLR with FIML); non-empty = WLSMV with
-# the theta parameterization and pairwise deletion, syntax from semTools::measEq.syntax.
-vaar_fit_ladder <- function(data, syntax, group, estimator = "MLR", ordered = character(0),
-                            levels = c("configural", "metric", "scalar", "strict"),
-                            rule = "chen2007", thresholds = list(), partial = FALSE,
-                            max_free = 10L, equal_paths = TRUE, bootstrap = 0L, ncpus = 2L,
-                            seed = 1L, missing = "fiml") {
-  if (!missing %in% c("fiml", "listwise")) {
-    stop(sprintf("unknown missing-data method '%s' (known: fiml, listwise)", missing))
+# The bootstrap of the first level and of the highest that holds (with its constraints).
+vaar_bootstrap_levels <- function(setup, first, walk, draws, ncpus, seed) {
+  out <- list(table = NULL, messages = NULL)
+  for (lv in unique(c(first, walk$highest))) {
+    top <- lv != first
+    b <- vaar_bootstrap_paths(setup, lv, if (top) walk$equal else character(0),
+                              if (top) walk$freed else character(0), draws, ncpus, seed)
+    out$table <- vaar_bind(list(out$table, b$table))
+    out$messages <- vaar_bind(list(out$messages, b$messages))
   }
-  thresholds <- modifyList(VAAR_DEFAULT_THRESHOLDS, as.list(thresholds))
-  ordinal <- length(ordered) > 0
-  if (ordinal) {
-    for (v in ordered) data[[v]] <- ordered(data[[v]])
-    options <- list(estimator = estimator, ordered = ordered, parameterization = "theta",
-                    missing = "pairwise")
-  } else {
-    # FIML when anything is missing (unless the caller asks for listwise deletion, which is
-    # much faster on wide instruments); with complete data "listwise" is lavaan's default and
-    # gives the same estimates (FIML there would change lavaan's information-matrix defaults
-    # and so the robust SEs slightly).
-    fiml <- missing == "fiml" && anyNA(data)
-    options <- list(estimator = estimator, missing = if (fiml) "ml" else "listwise")
-  }
-  if (!"configural" %in% levels) levels <- c("configural", levels)
-  levels <- levels[order(match(levels, c("configural", "thresholds", "metric", "scalar",
-                                         "strict")))]
-  run <- function(level, equal, partial_spec, extra = list(), baseline = FALSE) {
-    if (ordinal) {
-      model <- vaar_capture(vaar_ordinal_syntax(syntax, data, group, ordered,
-                                                setdiff(equal, "regressions"), partial_spec))
-      if (is.null(model$value)) {
-        messages <- data.frame(level = level, type = "error", message = model$error)
-        return(list(fit = NULL, level = level, messages = messages, error = model$error,
-                    warnings = character(0)))
-      }
-      vaar_fit_run(model$value, data, group, level, modifyList(options, extra),
-                   group.equal = intersect(equal, "regressions"), use_lavaan = TRUE,
-                   baseline = baseline)
-    } else {
-      vaar_fit_run(syntax, data, group, level, modifyList(options, extra), group.equal = equal,
-                   group.partial = partial_spec, baseline = baseline)
-    }
-  }
-  # The levels are independent fits: fit them side by side, then compare in order.
-  runs <- vaar_map(levels, function(lv) {
-    run(lv, vaar_level_equal(lv, ordinal), character(0), baseline = lv == "configural")
-  }, ncpus)
-  names(runs) <- levels
-  baseline_fit <- runs$configural$fit
-  prefitted <- lapply(runs, vaar_describe, baseline_fit = baseline_fit)
-  fitter <- function(level, equal, partial_spec, extra = list()) {
-    vaar_describe(run(level, equal, partial_spec, extra), baseline_fit)
-  }
+  out
+}
 
-  results <- list()
-  comparisons <- list()
-  partial_steps <- list()
-  freed <- character(0)
-  base <- prefitted$configural
-  results[["configural"]] <- base
-  highest <- if (isTRUE(base$row$converged)) "configural" else NA_character_
-  highest_equal <- character(0)
-  still_holding <- !is.na(highest)
-  prev <- base  # comparisons are always between adjacent levels
-  for (level in setdiff(levels, "configural")) {
-    equal <- vaar_level_equal(level, ordinal)
-    # once a partial level was accepted, the levels above it keep its freed parameters
-    cur <- if (length(freed) == 0) {
-      prefitted[[level]]
-    } else {
-      fitter(paste0(level, "_partial"), equal, freed)
-    }
-    results[[cur$level]] <- cur
-    cmp <- vaar_compare(prev, cur, rule, thresholds)
-    comparisons[[length(comparisons) + 1]] <- cmp
-    prev <- cur
-    if (still_holding && cmp$holds) {
-      highest <- cur$level
-      highest_equal <- equal
-      base <- cur
-      next
-    }
-    if (still_holding && partial && !is.null(cur$fit)) {
-      trial <- cur
-      name <- paste0(level, "_partial")
-      freed_before <- freed
-      found <- FALSE
-      # Wu & Estabrook (2016) ordinal scalar models fix intercepts rather than equate them:
-      # the score tests see the thresholds, whose release frees that item's location
-      ops <- if (ordinal && level == "scalar") c("~1", "|") else VAAR_LEVEL_OPS[[level]]
-      for (step in seq_len(max_free)) {
-        cand <- vaar_score_candidates(trial$fit, ops)
-        if (is.null(cand)) break
-        cand <- cand[!cand$parameter %in% freed, ]
-        if (nrow(cand) == 0) break
-        freed <- c(freed, cand$parameter[1])
-        trial <- fitter(name, equal, freed)
-        pcmp <- vaar_compare(base, trial, rule, thresholds)
-        partial_steps[[length(partial_steps) + 1]] <- data.frame(
-          level = level, step = step, freed = cand$parameter[1], X2 = cand$X2[1],
-          df = cand$df[1], pvalue = cand$pvalue[1], holds = pcmp$holds,
-          stringsAsFactors = FALSE
-        )
-        if (pcmp$holds || is.null(trial$fit)) {
-          found <- pcmp$holds
-          break
-        }
-      }
-      if (found) {
-        results[[name]] <- trial
-        comparisons[[length(comparisons) + 1]] <- pcmp
-        highest <- name
-        highest_equal <- equal
-        base <- trial
-        prev <- trial
-        next
-      }
-      freed <- freed_before
-    }
-    still_holding <- FALSE
+vaar_bind <- function(frames) {
+  frames <- Filter(function(x) !is.null(x) && nrow(x) > 0, frames)
+  if (length(frames) == 0) {
+    return(NULL)
   }
+  do.call(rbind, frames)
+}
 
-  equal_paths_row <- NULL
-  top <- if (is.na(highest)) NULL else results[[highest]]
-  has_paths <- !is.null(top$estimates) && any(top$estimates$op == "~")
-  n_groups <- if (is.null(top$fit)) 0 else lavInspect(top$fit, "ngroups")
-  if (equal_paths && has_paths && n_groups > 1) {
-    eq <- fitter("equal_paths", c(highest_equal, "regressions"), freed)
-    results[["equal_paths"]] <- eq
-    cmp <- vaar_compare(top, eq, "lrt", thresholds)
-    equal_paths_row <- as.data.frame(cmp[c("from", "to", "chisq_diff", "df_diff", "lrt_pvalue",
-                                           "lrt_method", "d_cfi", "d_rmsea", "d_srmr")])
-    verdict <- vaar_paths_equal(cmp$lrt_pvalue, thresholds$alpha)
-    equal_paths_row$paths_equal <- verdict$paths_equal
-    equal_paths_row$verdict <- verdict$verdict
-  }
-
-  boot <- NULL
-  boot_messages <- NULL
-  if (bootstrap > 0 && has_paths) {
-    targets <- unique(c("configural", highest))
-    for (lv in targets) {
-      eqs <- if (lv == "configural") character(0) else highest_equal
-      b <- vaar_bootstrap_paths(fitter, lv, eqs, if (lv == "configural") character(0) else freed,
-                                as.integer(bootstrap), as.integer(ncpus), as.integer(seed),
-                                estimator)
-      boot <- vaar_bind(list(boot, b$table))
-      boot_messages <- vaar_bind(list(boot_messages, b$messages))
-    }
-  }
-
+# Everything the fits of one analysis produced, as plain tables and lists.
+vaar_ladder_result <- function(setup, steps, walk, rule, thresholds, equal_paths, boot) {
+  results <- walk$results
   fits <- do.call(rbind, lapply(results, function(r) as.data.frame(r$row)))
   rownames(fits) <- NULL
-  summaries <- vapply(results, function(r) if (is.null(r$summary)) "" else r$summary, "")
+  first <- results[[1]]$fit
   list(
     fits = fits,
     estimates = vaar_bind(lapply(results, `[[`, "estimates")),
     group_fits = vaar_bind(lapply(results, `[[`, "group_fits")),
-    comparisons = vaar_bind(lapply(comparisons, as.data.frame)),
-    partial = vaar_bind(partial_steps),
-    equal_paths = equal_paths_row,
-    bootstrap = boot,
-    messages = vaar_bind(c(lapply(results, `[[`, "messages"), list(boot_messages))),
+    comparisons = vaar_bind(lapply(walk$comparisons, as.data.frame)),
+    partial = vaar_bind(walk$partial_steps),
+    equal_paths = equal_paths,
+    bootstrap = boot$table,
+    messages = vaar_bind(c(lapply(results, `[[`, "messages"), list(boot$messages))),
     flags = vaar_bind(lapply(results, `[[`, "flags")),
-    summaries = summaries,
-    decision = list(highest = highest, rule = rule, thresholds = thresholds,
-                    freed = freed, levels_tested = levels),
-    group_labels = if (is.null(results$configural$fit)) character(0) else
-      lavInspect(results$configural$fit, "group.label"),
-    options = options[setdiff(names(options), "ordered")],
+    summaries = vapply(results, function(r) if (is.null(r$summary)) "" else r$summary, ""),
+    decision = list(highest = walk$highest, rule = rule, thresholds = thresholds,
+                    freed = walk$freed, levels_tested = steps$level),
+    group_labels = if (is.null(first)) character(0) else lavInspect(first, "group.label"),
+    options = setup$options[setdiff(names(setup$options), "ordered")],
     versions = c(R = R.version.string, lavaan = as.character(packageVersion("lavaan")),
                  semTools = as.character(packageVersion("semTools")))
   )
 }
 
-# The equal-paths LRT's verdict: equal when p >= alpha; undecided (NA) when the LRT gave no
-# p-value (a failed fit, or a scaled difference lavaan could not compute), never "differ".
-vaar_paths_equal <- function(pvalue, alpha) {
-  if (length(pvalue) != 1 || is.na(pvalue)) {
-    return(list(paths_equal = NA, verdict = "undecided: the LRT gave no p-value"))
+# The whole analysis: `ladder` and `criteria` as described above, `rule` the rule's name (for
+# the record), `thresholds` every cut-off by name.
+vaar_fit_ladder <- function(data, syntax, group, ladder, criteria, rule, thresholds,
+                            estimator, ordered, partial, max_free, bootstrap, ncpus, seed,
+                            missing) {
+  setup <- vaar_setup(data, syntax, group, estimator, ordered, missing)
+  steps <- ladder[ladder$kind == "level", ]
+  fitted <- vaar_fit_levels(setup, steps, ncpus)
+  setup$baseline_fit <- fitted[[1]]$fit
+  walk <- vaar_walk(setup, steps, fitted, criteria, thresholds, partial, max_free)
+
+  top <- if (is.na(walk$highest)) NULL else walk$results[[walk$highest]]
+  has_paths <- !is.null(top$estimates) && any(top$estimates$op == "~")
+  n_groups <- if (is.null(top$fit)) 0 else lavInspect(top$fit, "ngroups")
+  paths <- ladder[ladder$kind == "paths", ]
+  equal_paths <- NULL
+  if (nrow(paths) == 1 && has_paths && n_groups > 1) {
+    test <- vaar_test_equal_paths(setup, paths, top, walk$equal, walk$freed, thresholds$alpha)
+    walk$results[[paths$level]] <- test$fit
+    equal_paths <- test$row
   }
-  equal <- pvalue >= alpha
-  list(paths_equal = equal,
-       verdict = if (equal) "equal across models" else "differ between models")
+  boot <- list(table = NULL, messages = NULL)
+  if (bootstrap > 0 && has_paths) {
+    boot <- vaar_bootstrap_levels(setup, steps$level[1], walk, as.integer(bootstrap),
+                                  as.integer(ncpus), as.integer(seed))
+  }
+  vaar_ladder_result(setup, steps, walk, rule, thresholds, equal_paths, boot)
 }
