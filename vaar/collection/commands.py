@@ -28,7 +28,21 @@ EXIT_INCOMPLETE = 3  # some sessions are not done: rerun (or --retry-errors) to 
     help="Reply cache (SQLite) shared across studies; identical requests are not paid twice.",
 )
 @click.option("--no-progress", is_flag=True, help="No live display or progress lines.")
-def collect(study_file, dry_run, prices, max_cost, retry_errors, store, cache, no_progress):
+@click.option(
+    "--batch",
+    is_flag=True,
+    help="Send each model's turns as provider batches, in waves (OpenAI, Anthropic; about "
+    "half price, results within 24 h); a rerun resumes the batches in flight.",
+)
+@click.option(
+    "--batch-poll",
+    type=click.FloatRange(min=0.001),
+    help="Seconds between polls of a batch in flight (default 30).",
+)
+def collect(
+    study_file, dry_run, prices, max_cost, retry_errors, store, cache, no_progress, batch,
+    batch_poll,
+):  # fmt: skip
     """Collect answers for a study (resuming where an earlier run stopped).
 
     \b
@@ -65,6 +79,8 @@ def collect(study_file, dry_run, prices, max_cost, retry_errors, store, cache, n
                 max_cost=max_cost,
                 prices=price_table,
                 cache_path=cache,
+                batch=batch,
+                batch_poll=batch_poll,
             )
         )
     except KeyboardInterrupt:

@@ -29,6 +29,13 @@ class ModelStats(ProviderHooks):
     cost: float = 0.0
     started: float = field(default_factory=time.monotonic)
     done_at_start: int = 0
+    # batch mode (vaar.collection.batch); batch_wave 0: live
+    batch_wave: int = 0  # waves sent so far
+    batch_waves_planned: int = 0  # turns per session: the waves a run needs without re-asks
+    batch_state: str = ""  # the latest batch's provider status, requests done/total
+    batches: int = 0  # submitted by this run
+    batch_resubmitted: int = 0  # requests sent again (errored, expired, cancelled)
+    batch_seconds: float = 0.0  # spent waiting for batches
 
     def retry(self, reason: str) -> None:
         self.retries += 1
@@ -36,6 +43,9 @@ class ModelStats(ProviderHooks):
             self.rate_limited += 1
 
     def eta(self) -> float | None:
+        if self.batch_wave:  # the mean wave so far, times the waves still to come
+            left = max(0, self.batch_waves_planned - self.batch_wave)
+            return self.batch_seconds / self.batch_wave * left
         finished_now = self.done + self.failed - self.done_at_start
         left = self.sessions - self.done - self.failed
         if left <= 0:
@@ -52,7 +62,15 @@ class ModelStats(ProviderHooks):
             f"invalid {self.invalid}, refused {self.refused}, "
             f"tokens {self.prompt_tokens + self.completion_tokens}"
             + (f", cost {self.cost:.4f}" if self.cost else "")
+            + (f", {self.wave()}" if self.batch_wave else "")
             + (f", eta {eta:.0f}s" if eta is not None else "")
+        )
+
+
+    def wave(self) -> str:
+        return (
+            f"wave {self.batch_wave}/{self.batch_waves_planned} ({self.batch_state}), "
+            f"{self.batches} batches, {self.batch_resubmitted} resubmitted"
         )
 
 
@@ -63,6 +81,8 @@ def _table(stats: list[ModelStats]):
     for col in ("model", "sessions", "failed", "turns", "retries", "429s", "invalid", "tokens"):
         table.add_column(col, justify="left" if col == "model" else "right")
     table.add_column("ETA", justify="right")
+    if any(s.batch_wave for s in stats):
+        table.add_column("batch")
     for s in stats:
         eta = s.eta()
         table.add_row(
@@ -75,6 +95,7 @@ def _table(stats: list[ModelStats]):
             str(s.invalid + s.refused),
             str(s.prompt_tokens + s.completion_tokens),
             "-" if eta is None else f"{eta:.0f}s",
+            *([s.wave() if s.batch_wave else "live"] if any(x.batch_wave for x in stats) else []),
         )
     return table
 

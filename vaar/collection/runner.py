@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aiolimiter import AsyncLimiter
 
+from vaar.collection.batch import BatchedProvider, batch_api
 from vaar.collection.cost import Usage, cost_of, price_for
 from vaar.collection.parsing import parse_answer, parse_block
 from vaar.collection.progress import ModelStats, show_progress
@@ -86,6 +87,13 @@ class ModelRun:
         self.price = price_for(spec, prices)
         self.rpm = request_limiter(spec.requests_per_minute) if spec.requests_per_minute else None
         self.tpm = AsyncLimiter(spec.tokens_per_minute, 60) if spec.tokens_per_minute else None
+        self.batched: BatchedProvider | None = None  # --batch: requests go out in waves
+        api = batch_api(self.provider) if run.batch else None
+        if api is not None:
+            self.provider = self.batched = BatchedProvider(
+                self.provider, api, run.store, spec.name, self.stats, run.batch_poll
+            )
+            self.rpm = self.tpm = None  # a batch is paced by the provider
         self.structured = bool(getattr(self.provider.params, "structured", False))
         self.aborted: str | None = None
         self.errors: dict[str, int] = {}
@@ -129,7 +137,7 @@ class ModelRun:
         return reply, key
 
     def cost(self, usage: Usage) -> float:
-        return cost_of(self.price, usage)
+        return cost_of(self.price, usage, batch=self.batched is not None)
 
     # -- one turn ------------------------------------------------------------------------
     async def turn(self, turn, history: list[dict], seed: int, replicate: int):
@@ -300,8 +308,12 @@ def _reply_dict(reply: ChatReply) -> dict:
 
 
 class CollectionRun:
-    def __init__(self, study, store: Store, prices: dict, max_cost: float | None, cache=None):
+    def __init__(
+        self, study, store, prices, max_cost, cache=None, batch=False, batch_poll=None
+    ):  # fmt: skip
         self.study = study
+        self.batch = batch  # models with a batch API send their requests in waves
+        self.batch_poll = batch_poll  # seconds between polls (None: the default)
         self.store = store
         self.cache = cache  # a shared ReplyCache, else the store's own cache table
         self.instruments = load_study_instruments(study)
@@ -324,9 +336,12 @@ async def collect(
     max_cost: float | None = None,
     prices: dict | None = None,
     cache_path: str | Path | None = None,
+    batch: bool = False,
+    batch_poll: float | None = None,
 ) -> CollectionSummary:
     """Collect (or resume collecting) every session of the study into the SQLite store;
-    `cache_path` names a reply cache shared across studies (default: the store's own)."""
+    `cache_path` names a reply cache shared across studies (default: the store's own);
+    `batch` sends the requests of models with a batch API in waves (vaar.collection.batch)."""
     check_params(study.models)
     if max_cost is not None and not prices:
         raise VaarError("--max-cost needs a price table (--prices FILE) to know what a token costs")
@@ -337,7 +352,7 @@ async def collect(
         cache = (
             opened.enter_context(contextlib.closing(ReplyCache(cache_path))) if cache_path else None
         )
-        run = CollectionRun(study, store, prices or {}, max_cost, cache)
+        run = CollectionRun(study, store, prices or {}, max_cost, cache, batch, batch_poll)
         store.bind_study(
             study.name,
             study_fingerprint(study, run.instruments, run.personas),
@@ -378,13 +393,23 @@ async def _run_model(model: ModelRun, status: dict, retry_errors: bool) -> None:
         else:
             todo.append(index)
     model.stats.done_at_start = model.stats.done + model.stats.failed
-    gate = asyncio.Semaphore(model.spec.concurrency)
+    batched = model.batched
+    gate = asyncio.Semaphore(len(todo) if batched else model.spec.concurrency)
+    if batched:  # a wave goes out once every open session waits for it
+        batched.enter(len(todo))
+        study = model.run.study
+        turns = plan_session(model.run.instruments, study.session.items_per_turn, False, 0)
+        model.stats.batch_waves_planned = len(turns)
 
     async def one(index):
         async with gate:
-            if model.run.stop_reason or model.aborted:
-                return
-            await model.session(index, retry_errors)
+            try:
+                if model.run.stop_reason or model.aborted:
+                    return
+                await model.session(index, retry_errors)
+            finally:
+                if batched:
+                    batched.leave()
 
     await run_together(one(i) for i in todo)
 

@@ -3,7 +3,9 @@ the ONE retry layer (tenacity): exponential backoff with jitter on 429, 5xx, tim
 dropped connections, honouring Retry-After, bounded in attempts and in total time.
 
 A provider module only builds the request body and reads the reply (`body`, `reply`); errors
-that retrying cannot fix (bad key, unknown model, a malformed request) fail at once.
+that retrying cannot fix (bad key, unknown model, a malformed request) fail at once. The batch
+clients (vaar.collection.batch) send their uploads, creations and polls through the same
+`call`, so live and batch requests share one retry policy.
 """
 
 from __future__ import annotations
@@ -136,14 +138,23 @@ class HttpProvider(Provider):
     # -- the request ---------------------------------------------------------------------
     async def complete(self, request: ChatRequest) -> ChatReply:
         body = self.body(request)
-        try:  # the common case: one plain request, none of the retry machinery's cost
-            data = await self._post(body)
-        except RetryableError as exc:
-            data = await self._retry(body, exc)
-        sent = {k: v for k, v in body.items() if k not in ("messages", "system")}
-        return self.reply(data, sent)
+        data = await self.call("POST", self.endpoint(), body)
+        return self.reply(data, self.sent(body))
 
-    async def _retry(self, body: dict, failure: RetryableError) -> dict:
+    @staticmethod
+    def sent(body: dict) -> dict:
+        """The body as recorded per turn: without the messages (stored on their own)."""
+        return {k: v for k, v in body.items() if k not in ("messages", "system")}
+
+    async def call(self, method: str, url: str, body=None, *, form=None, raw: bool = False):
+        """One API request with the retry policy: `body` as JSON or `form` (aiohttp.FormData,
+        rebuilt per attempt by calling it), the reply as JSON or, with `raw`, as bytes."""
+        try:  # the common case: one plain request, none of the retry machinery's cost
+            return await self._request(method, url, body, form, raw)
+        except RetryableError as exc:
+            return await self._retry(lambda: self._request(method, url, body, form, raw), exc)
+
+    async def _retry(self, attempt_once, failure: RetryableError):
         """The retry policy, all of it in tenacity: `failure` counts as attempt 1."""
         p = self.params
         retrying = AsyncRetrying(
@@ -159,7 +170,7 @@ class HttpProvider(Provider):
                     if failure is not None:
                         first, failure = failure, None
                         raise first
-                    return await self._post(body)
+                    return await attempt_once()
         except RetryableError as exc:
             tries = retrying.statistics.get("attempt_number", 1)
             message = f"{self.spec.name}: {exc} (gave up after {tries} attempt(s))"
@@ -168,14 +179,19 @@ class HttpProvider(Provider):
             raise ProviderError(message) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
 
-    async def _post(self, body: dict) -> dict:
-        url = self.endpoint()
+    async def _request(self, method: str, url: str, body, form, raw: bool):
         try:
-            payload = json.dumps(body).encode()
-            headers = {**self.headers(), "Content-Type": "application/json"}
-            async with self._session.post(url, data=payload, headers=headers) as resp:
-                raw = await resp.read()
-                text = raw.decode("utf-8", "replace")
+            headers = self.headers()
+            if form is not None:
+                payload = form()
+            elif body is not None:
+                payload = json.dumps(body).encode()
+                headers = {**headers, "Content-Type": "application/json"}
+            else:
+                payload = None
+            async with self._session.request(method, url, data=payload, headers=headers) as resp:
+                data = await resp.read()
+                text = data.decode("utf-8", "replace")
                 if resp.status == 429:
                     raise RetryableError(
                         "429",
@@ -203,8 +219,10 @@ class HttpProvider(Provider):
                         f"{self.spec.name}: request rejected by {url}: HTTP {resp.status} "
                         f"{text[:300]!r}"
                     )
+                if raw:
+                    return data
                 try:
-                    return json.loads(raw)
+                    return json.loads(data)
                 except ValueError:
                     raise RetryableError(
                         "5xx", f"{url} answered with something that is not JSON: {text[:100]!r}"
