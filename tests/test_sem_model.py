@@ -8,6 +8,7 @@ import pytest
 
 from vaar.errors import VaarError
 from vaar.sem.degenerate import clean
+from vaar.sem.grammar import check_model
 from vaar.sem.model import StructuralPath, build_vaar_model
 from vaar.sem.syntax import drop_variables, statements
 
@@ -81,9 +82,30 @@ def test_vaar_model_errors(instruments, privacy, message):
         build_vaar_model(instruments, privacy=privacy)
 
 
-def test_statements_join_continuation_lines_and_drop_comments():
-    text = "f =~ a + b +\n  c  # note\n+ d; g =~ e + f2\n! comment\ny ~ f"
-    assert statements(text) == ["f =~ a + b + c + d", "g =~ e + f2", "y ~ f"]
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("f =~ a + b +\n  c  # note\n+ d; g =~ e + f2\n! comment\ny ~ f",
+         ["f =~ a + b + c + d", "g =~ e + f2", "y ~ f"]),
+        # lavaan: a line without an operator continues the statement, whatever ends the last
+        ("p := a*b -\n  c\nq := a /\n b", ["p := a*b - c", "q := a/b"]),
+        ("y ~ x1\n  x2 ~~ x3", ["y ~ x1", "x2 ~~ x3"]),
+        ("f =~ 0.5*\nx1 + start(0.4)*\n x2", ["f =~ 0.5*x1 + start(0.4)*x2"]),
+        ('efa("b")*f1 +\nefa("b")*f2 =~ x1 + x2', ['efa("b")*f1 + efa("b")*f2 =~ x1 + x2']),
+        ("a > 0.1\n+ 0.2\nb < 1", ["a > 0.1 + 0.2", "b < 1"]),
+    ],
+)  # fmt: skip
+def test_statements_are_lavaans_and_the_allow_lists(text, expected):
+    """One reading of a model: the statements of syntax.py are the allow-list's."""
+    assert statements(text) == expected
+    assert check_model(text).splitlines() == expected
+
+
+def test_terms_split_on_plus_between_terms_only():
+    syntax = "f =~ x1 + -0.5*x2 + start(c(0.1, +0.2))*x3 + 2^+1*x4 + c(a, b)*x5\n"
+    pruned = drop_variables(syntax, {"x5"})
+    assert pruned.syntax == "f =~ x1 + -0.5*x2 + start(c(0.1, +0.2))*x3 + 2^+1*x4\n"
+    assert check_model(pruned.syntax) == pruned.syntax
 
 
 def test_dropping_items_drops_short_factors_and_their_paths():

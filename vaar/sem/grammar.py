@@ -168,7 +168,7 @@ class _Statement:
             self.expression(names=True, ends=())
         if self.peek() is not None:
             self.fail(f"unexpected {_show(self.peek())}", self.peek())
-        return _render(self.tokens)
+        return render(self.tokens)
 
     def formula(self, op: Token) -> None:
         while True:
@@ -354,7 +354,7 @@ class _Statement:
         self.depth -= 1
 
 
-def _render(tokens: list[Token]) -> str:
+def render(tokens: list[Token]) -> str:
     """A statement from its tokens: readable, and exactly what was checked (lavaan removes
     all spaces anyway, and no two checked tokens glue into another R token)."""
     out = ""

@@ -3,9 +3,10 @@
 # are first turned into latent covariances (an equivalent model when the structural part is
 # saturated) and then put back as free per-group regressions in the generated syntax.
 
+# The model's statements: R only gets the allow-list's rebuild of a model (check_model in
+# vaar.sem.grammar, which reads statements as lavaan does), one statement per line.
 vaar_statements <- function(syntax) {
-  lines <- unlist(strsplit(syntax, "[\n;]"))
-  lines <- trimws(sub("#.*$", "", lines))
+  lines <- trimws(strsplit(syntax, "\n", fixed = TRUE)[[1]])
   lines[nzchar(lines)]
 }
 
