@@ -114,7 +114,8 @@ def test_export_onto_a_full_disk_is_one_line_and_keeps_the_old_tables(store, tmp
 
 
 def test_report_tables_and_index_onto_a_full_disk(tmpfs):  # noqa: F811
-    from vaar.report.batch import Outcome, write_index
+    from vaar.pipeline import Outcome
+    from vaar.report.index import write_index
     from vaar.report.write import write_tables
 
     doc = {"estimates": [{"lhs": "f", "op": "=~", "rhs": f"x{i}", "est": i} for i in range(3000)]}

@@ -208,7 +208,8 @@ def test_the_real_executable_exits_2_with_one_line(hs_csv, tmp_path):
 
 
 def test_batch_runner_records_the_refusal_per_study(hs_csv, tmp_path):
-    from vaar.report.batch import Job, run_jobs
+    from vaar.data.inputs import Job
+    from vaar.pipeline import run_jobs
 
     lines = []
     for key, path, line in hostile_files(tmp_path, positions=("=~ modifier", "== right")):

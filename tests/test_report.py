@@ -94,14 +94,15 @@ def analysed_study():
     """One real analysis of a 4-model simulated study (study config, long + wide tables),
     shared by this module and test_report_browser.py (cached: lavaan runs once)."""
     from vaar.config import load_study
-    from vaar.pipeline import analyze_tables, study_instruments
+    from vaar.instruments import load_instruments
+    from vaar.pipeline import analyze_tables
 
     root = Path(tempfile.mkdtemp(prefix="vaar-report-study-"))
     paths = write_instruments(root / "instruments")
     study_file = root / "study.toml"
     study_file.write_text(study_toml("demo-sized", paths), encoding="utf-8")
     study = load_study(study_file)
-    instruments = study_instruments(study)
+    instruments = load_instruments(study.instruments)
     long, wide = simulated_tables(instruments)
     return analyze_tables(study, wide, instruments, long=long, echo=lambda _: None)
 
@@ -197,14 +198,15 @@ def test_a_study_nothing_could_be_fitted_for_still_gets_a_report(tmp_path):
     """Collinear items in every model make lavaan refuse the configural fit: the report is
     written anyway and lists every model as not estimable with lavaan's own reason."""
     from vaar.config import load_study
-    from vaar.pipeline import analyze_tables, study_instruments
+    from vaar.instruments import load_instruments
+    from vaar.pipeline import analyze_tables
 
     paths = write_instruments(tmp_path / "instruments")
     models = dict(list(PLANTED.items())[:2])
     study_file = tmp_path / "study.toml"
     study_file.write_text(study_toml("unfittable", paths, models=models), encoding="utf-8")
     study = load_study(study_file)
-    instruments = study_instruments(study)
+    instruments = load_instruments(study.instruments)
     long, wide = simulated_tables(instruments, models=models, hostile=0)
     wide["tpc2"] = wide["tpc3"] = wide["tpc1"]  # the covariance matrix is singular
     result = analyze_tables(study, wide, instruments, long=long, echo=lambda _: None)

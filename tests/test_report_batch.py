@@ -3,14 +3,15 @@ and clear errors for bad input. (The analysed end-to-end batch is in test_report
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 from click.testing import CliRunner
 
 from vaar.cli import main
+from vaar.collection.store import Store
+from vaar.data.inputs import find_jobs
 from vaar.errors import VaarError
-from vaar.report.batch import Outcome, find_jobs, write_index
+from vaar.pipeline import Outcome
+from vaar.report.index import write_index
 
 
 def _touch(path, text=""):
@@ -39,13 +40,10 @@ def test_find_jobs_reads_files_study_folders_and_batch_folders(tmp_path):
 
 
 def _store(path, study_name):
-    """A SQLite file with the meta table a vaar store keeps (enough for finding studies)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(path)
-    with con:
-        con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-        con.execute("INSERT INTO meta VALUES ('study', ?)", (study_name,))
-    con.close()
+    """An empty vaar store that recorded its study's name (enough for finding studies)."""
+    store = Store(path)
+    store.bind_study(study_name, "fingerprint", {})
+    store.close()
     return path
 
 

@@ -17,7 +17,7 @@ from test_report_read import assert_reads_back
 
 from vaar.cli import main
 from vaar.config import load_study
-from vaar.pipeline import study_instruments
+from vaar.instruments import load_instruments
 from vaar.report.document import load_schema
 
 MODELS = {"sim-aligned": (-0.6, 0.6), "sim-reversed": (0.6, -0.6), "sim-null": (0.0, 0.0)}
@@ -54,7 +54,7 @@ def batch(tmp_path_factory):
     assert not summary.to_dict().get("incomplete")
 
     exported = load_study(_study(studies / "exported", "exported", paths))
-    long, _ = simulated_tables(study_instruments(exported), models=MODELS, sessions=60)
+    long, _ = simulated_tables(load_instruments(exported.instruments), models=MODELS, sessions=60)
     long.to_csv(studies / "exported" / "answers.csv", index=False)
 
     _study(studies / "broken", "broken", paths)
@@ -155,7 +155,9 @@ def test_human_group_level_and_bootstrap_from_the_command_line(tmp_path):
     humans = {"humans": (0.6, -0.6), "sim-aligned": (-0.6, 0.6), "sim-reversed": (0.6, -0.6)}
     paths = write_instruments(tmp_path / "instruments")
     study = load_study(_study(tmp_path / "mixed", "mixed", paths))
-    long, _ = simulated_tables(study_instruments(study), models=humans, sessions=80, hostile=0)
+    long, _ = simulated_tables(
+        load_instruments(study.instruments), models=humans, sessions=80, hostile=0
+    )
     long.to_csv(tmp_path / "mixed" / "answers.csv", index=False)
     out = tmp_path / "out"
     args = ["analyze", str(tmp_path / "mixed"), "--out", str(out), "--human-group", "humans"]

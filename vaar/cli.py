@@ -53,8 +53,8 @@ def main():
 def _register():
     from vaar import commands as pipeline_commands
     from vaar.collection import commands as collection_commands
+    from vaar.data import commands as data_commands
     from vaar.instruments import commands as instrument_commands
-    from vaar.report import commands as report_commands
     from vaar.report import rescore as rescore_commands
     from vaar.sem import commands as sem_commands
     from vaar.service import commands as service_commands
@@ -63,8 +63,8 @@ def _register():
         instrument_commands,
         pipeline_commands,
         collection_commands,
+        data_commands,
         sem_commands,
-        report_commands,
         rescore_commands,
         service_commands,
     ):

@@ -1,22 +1,26 @@
-"""Commands for the whole chain: check a study file, run a study end to end."""
+"""Commands for the whole chain (vaar.pipeline): check a study file, run a study end to end,
+analyse collected answers (`vaar analyze`: stores, exported tables, study folders, batches)."""
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import click
 
-from vaar.config import load_study
+from vaar.config import INTERVAL_METHODS, load_study
+from vaar.errors import VaarError
 
 
 @click.command()
 @click.argument("study_file", type=click.Path(dir_okay=False))
 def validate(study_file):
     """Check a study TOML file (and the instruments it names) without running anything."""
-    from vaar.pipeline import study_instruments
+    from vaar.instruments import load_instruments
 
     study = load_study(study_file)
-    instruments = study_instruments(study)
+    instruments = load_instruments(study.instruments)
     n_items = sum(len(i.items) for i in instruments)
     click.echo(
         f"{study_file}: ok — study {study.name!r}, {len(study.models)} models x "
@@ -45,4 +49,127 @@ def run(study_file, no_progress):
     click.echo(f"report: {report}")
 
 
-COMMANDS = [validate, run]
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="Folder that receives one report folder per study (<out>/<study>/).",
+)
+@click.option(
+    "--model",
+    "model_file",
+    type=click.Path(dir_okay=False),
+    help="Your own lavaan model (a .lav text file) to fit to any table instead of vaar's model.",
+)
+@click.option("--group", help="With --model: the column that holds the group of each row.")
+@click.option(
+    "--estimator",
+    type=click.Choice(["MLR", "ML", "WLSMV"]),
+    help="Override the study's estimator (default: the study's, else MLR).",
+)
+@click.option(
+    "--human-group",
+    metavar="NAME",
+    help="A group of human respondents in the data: its own path signs become the reference "
+    "(instead of the built-in human reference), its estimates are shown beside the models'.",
+)
+@click.option(
+    "--level",
+    "vaar_level",
+    type=click.Choice(["configural", "highest"]),
+    help="Invariance level VAAR scores: configural, or the highest the ladder supports "
+    "(default: the study's, else configural).",
+)
+@click.option(
+    "--standardized/--unstandardized",
+    default=None,
+    help="Report VAAR's path estimates as std.all (the sign evidence stays est / se) "
+    "(default: the study's, else unstandardized).",
+)
+@click.option(
+    "--bootstrap",
+    type=click.IntRange(min=0),
+    metavar="DRAWS",
+    help="Bootstrap draws for VAAR intervals (sessions resampled within model, model refitted; "
+    "default: the study's, else 0 = none). 200 draws is a reasonable start.",
+)
+@click.option(
+    "--intervals",
+    "interval_method",
+    type=click.Choice(INTERVAL_METHODS),
+    help="Bootstrap interval method: percentile of the refits' VAAR (default), or basic on each "
+    "path's z (basic-z) or estimate (basic-est) scale; coverage of each in docs/vaar.md.",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Run the bootstrap refits on this Dask scheduler (tcp://host:8786) "
+    "instead of local worker processes.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Local worker processes (one R each) for the bootstrap (default: one per core).",
+)
+@click.option("--title", default="vaar reports", show_default=True, help="Batch index title.")
+def analyze(
+    inputs, out_root, model_file, group, estimator, human_group, vaar_level, standardized,
+    bootstrap, interval_method, scheduler, workers, title,
+):  # fmt: skip
+    """Analyse collected answers and write reports, without collecting anything.
+
+    Each INPUT is a collection store (.sqlite), an exported long or wide table (.csv or
+    .parquet), a study file (.toml), a study folder (a study .toml with its store or export),
+    or a folder of such studies (batch). Every study gets <out>/<study>/index.html,
+    estimates.json, CSV tables and a reproduction bundle; with more than one study an index
+    page <out>/index.html links them all. A failing study is reported and the others still run;
+    the exit status is 1 if any study failed.
+
+    \b
+    Examples:
+      vaar analyze reports/demo/collection.sqlite
+      vaar analyze studies/            # every study folder inside
+      vaar analyze answers.csv --model my.lav --group llm
+      vaar analyze answers.csv --human-group humans --bootstrap 200
+    """
+    from vaar.data.inputs import find_jobs
+    from vaar.files import folder_problem
+    from vaar.pipeline import run_jobs
+    from vaar.report.index import write_index
+    from vaar.sem.ladder import read_model_file
+
+    if (model_file is None) != (group is None):
+        raise VaarError("--model and --group go together: give both (or neither)")
+    problem = folder_problem(out_root)  # before any study is fitted, not after
+    if problem:
+        raise VaarError(f"--out: {problem}")
+    user_model = (read_model_file(model_file), group) if model_file else None
+    jobs = find_jobs(list(inputs))
+    click.echo(f"[vaar] {len(jobs)} stud{'y' if len(jobs) == 1 else 'ies'} to analyse")
+    overrides = {
+        "estimator": estimator, "human_group": human_group, "vaar_level": vaar_level,
+        "standardized": standardized, "bootstrap": bootstrap,
+        "interval_method": interval_method, "scheduler": scheduler, "workers": workers,
+    }  # fmt: skip
+    if user_model and any(v is not None for k, v in overrides.items() if k != "estimator"):
+        raise VaarError("--model fits your own model without VAAR: only --estimator applies")
+    outcomes = run_jobs(jobs, out_root, overrides=overrides, user_model=user_model, echo=click.echo)
+    if len(outcomes) > 1:
+        index = write_index(out_root, outcomes, title)
+        click.echo(f"[vaar] index: {index}")
+    failed = [o for o in outcomes if not o.ok]
+    click.echo(f"[vaar] {len(outcomes) - len(failed)} of {len(outcomes)} studies analysed")
+    for outcome in outcomes:
+        if outcome.ok:
+            click.echo(f"  ok      {outcome.name}: {outcome.report}")
+        else:
+            click.echo(f"  FAILED  {outcome.name} ({outcome.source}): {outcome.error}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+COMMANDS = [validate, run, analyze]

@@ -1,14 +1,14 @@
-"""`vaar collect` and `vaar export`; vaar/cli.py registers COMMANDS."""
+"""`vaar collect`; vaar/cli.py registers COMMANDS (`vaar export` is in vaar.data)."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 import sys
-from pathlib import Path
 
 import click
 
+from vaar.collection.store import STORE_FILE
 from vaar.config import load_study
 from vaar.errors import VaarError
 
@@ -21,7 +21,7 @@ EXIT_INCOMPLETE = 3  # some sessions are not done: rerun (or --retry-errors) to 
 @click.option("--prices", type=click.Path(dir_okay=False), help="Price table TOML (USD/Mtok).")
 @click.option("--max-cost", type=float, help="Stop cleanly once this much (USD) is spent.")
 @click.option("--retry-errors", is_flag=True, help="Re-run sessions that failed earlier.")
-@click.option("--store", type=click.Path(), help="Default: <output_dir>/collection.sqlite")
+@click.option("--store", type=click.Path(), help=f"Default: <output_dir>/{STORE_FILE}")
 @click.option(
     "--cache",
     type=click.Path(),
@@ -53,14 +53,14 @@ def collect(
     """
     from vaar.collection.cost import WAYS, estimate, load_prices
     from vaar.collection.runner import collect as run_collect
-    from vaar.collection.runner import load_study_instruments
+    from vaar.instruments import load_instruments
 
     if max_cost is not None and not (math.isfinite(max_cost) and max_cost >= 0):
         raise VaarError(f"--max-cost must be an amount in USD of 0 or more, got {max_cost}")
     study = load_study(study_file)
     price_table = load_prices(prices)
     if dry_run:
-        instruments = load_study_instruments(study)
+        instruments = load_instruments(study.instruments)
         rows = estimate(study, instruments, price_table)
         for row in rows:
             click.echo(row.line())
@@ -93,20 +93,4 @@ def collect(
         sys.exit(EXIT_INCOMPLETE)
 
 
-@click.command("export")
-@click.argument("source", type=click.Path())  # not a store: vaar.collection.store says why
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
-def export(source, out_dir):
-    """Write long + wide tables (CSV and Parquet) and transcripts (JSONL) of a collection.
-
-    SOURCE is a study TOML file (its output_dir's store) or a collection.sqlite file.
-    """
-    from vaar.data.export import export_store
-
-    path = Path(source)
-    store = load_study(path).out_path / "collection.sqlite" if path.suffix == ".toml" else path
-    for written in export_store(store, out_dir):
-        click.echo(str(written))
-
-
-COMMANDS = [collect, export]
+COMMANDS = [collect]

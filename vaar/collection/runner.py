@@ -36,24 +36,17 @@ from vaar.collection.sessions import (
     select_history,
     session_id,
 )
-from vaar.collection.store import AnswerRow, ReplyCache, Store, TurnRecord, estimate_tokens
+from vaar.collection.store import (
+    STORE_FILE,
+    AnswerRow,
+    ReplyCache,
+    Store,
+    TurnRecord,
+    estimate_tokens,
+)
 from vaar.collection.summary import CollectionSummary
 from vaar.errors import VaarError
-
-
-def load_study_instruments(study) -> list:
-    from vaar.instruments import load_instrument
-
-    instruments = [load_instrument(i) for i in study.instruments]
-    seen: dict[str, str] = {}
-    for ins in instruments:
-        for item in ins.items:
-            if item.id in seen:
-                raise VaarError(
-                    f"item id {item.id!r} appears in both {seen[item.id]!r} and {ins.id!r}"
-                )
-            seen[item.id] = ins.id
-    return instruments
+from vaar.instruments import load_instruments
 
 
 def study_fingerprint(study, instruments, personas: list[str]) -> str:
@@ -316,7 +309,7 @@ class CollectionRun:
         self.batch_poll = batch_poll  # seconds between polls (None: the default)
         self.store = store
         self.cache = cache  # a shared ReplyCache, else the store's own cache table
-        self.instruments = load_study_instruments(study)
+        self.instruments = load_instruments(study.instruments)
         self.instrument_hashes = {i.id: i.content_hash for i in self.instruments}
         self.personas = load_personas(study.session.personas)
         self.max_cost = max_cost
@@ -345,7 +338,7 @@ async def collect(
     check_params(study.models)
     if max_cost is not None and not prices:
         raise VaarError("--max-cost needs a price table (--prices FILE) to know what a token costs")
-    store_path = Path(store_path) if store_path else study.out_path / "collection.sqlite"
+    store_path = Path(store_path) if store_path else study.out_path / STORE_FILE
     started = time.monotonic()
     with contextlib.ExitStack() as opened:  # the store's lock is released whatever happens
         store = opened.enter_context(contextlib.closing(Store(store_path)))

@@ -34,6 +34,7 @@ from pathlib import Path
 from vaar.errors import VaarError
 
 BUSY_TIMEOUT = 5.0  # seconds to wait for another connection's write lock before failing
+STORE_FILE = "collection.sqlite"  # a study's store in its output_dir
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -583,6 +584,17 @@ class Store:
         }
 
     @_guarded
+    def answers(self) -> list[dict]:
+        """Every answer row (the long table's columns), in session order then turn order."""
+        cursor = self.con.execute(
+            "SELECT a.model, a.session, a.instrument, a.item, a.position, a.raw, a.value, "
+            "a.status, a.attempts FROM answers a JOIN sessions s USING (session) "
+            "ORDER BY s.rowid, a.turn, a.position"
+        )
+        columns = [c[0] for c in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor]
+
+    @_guarded
     def answer_counts(self) -> dict[str, dict[str, int]]:
         rows = self.con.execute(
             "SELECT model, status, COUNT(*) FROM answers GROUP BY model, status"
@@ -596,6 +608,20 @@ class Store:
 def estimate_tokens(messages: list[dict]) -> int:
     """~4 characters per token plus a few per message: good enough for caps and estimates."""
     return sum(len(m["content"]) // 4 + 4 for m in messages)
+
+
+def stored_study_name(path: str | Path) -> str | None:
+    """The study name a store recorded, or None when `path` is not a readable vaar store."""
+    try:
+        store = Store(path, readonly=True)
+    except StoreError:
+        return None
+    try:
+        return store.meta("study") or None
+    except StoreError:
+        return None
+    finally:
+        store.close()
 
 
 def transcripts(path: str | Path):

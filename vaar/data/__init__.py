@@ -41,25 +41,23 @@ __all__ = [
 
 def long_table(store_path: str | Path) -> pd.DataFrame:
     """The long table of a collection store, in session order then turn order."""
-    from vaar.collection.store import connect
+    from vaar.collection.store import Store
 
-    con = connect(Path(store_path), readonly=True)
+    store = Store(store_path, readonly=True)
     try:
-        frame = pd.read_sql_query(
-            "SELECT a.model, a.session, a.instrument, a.item, a.position, a.raw, a.value, "
-            "a.status, a.attempts FROM answers a JOIN sessions s USING (session) "
-            "ORDER BY s.rowid, a.turn, a.position",
-            con,
-        )
-    except pd.errors.DatabaseError as exc:
-        raise VaarError(f"{store_path}: not a vaar collection store ({exc})") from None
+        return long_frame(store.answers())
     finally:
-        con.close()
+        store.close()
+
+
+def long_frame(rows: list[dict]) -> pd.DataFrame:
+    """The long table from a store's answer rows (vaar.collection.store.Store.answers)."""
+    frame = pd.DataFrame(rows, columns=LONG_COLUMNS)
     frame["value"] = frame["value"].astype(float)
     frame.loc[frame["status"] != "ok", "value"] = np.nan
     frame["position"] = frame["position"].astype(int)
     frame["attempts"] = frame["attempts"].astype(int)
-    return frame[LONG_COLUMNS]
+    return frame
 
 
 def _natural(text: str):

@@ -33,6 +33,7 @@ __all__ = [
     "instrument_ids",
     "list_instruments",
     "load_instrument",
+    "load_instruments",
 ]
 
 INSTRUMENTS_DIR = package_path("instruments", "shipped")
@@ -171,6 +172,14 @@ def load_instrument(id_or_path: str | Path) -> Instrument:
 def list_instruments() -> list[Instrument]:
     """All shipped instruments, sorted by id; item ids must be unique across them."""
     instruments = [load_instrument(i) for i in instrument_ids()]
+    check_unique_item_ids(instruments)
+    return instruments
+
+
+def load_instruments(ids_or_paths: list[str | Path]) -> list[Instrument]:
+    """A study's instruments, in its order; their item ids (the wide table's columns) must not
+    clash."""
+    instruments = [load_instrument(i) for i in ids_or_paths]
     check_unique_item_ids(instruments)
     return instruments
 

@@ -1,5 +1,5 @@
 """Reports: one estimates document per study (estimates.json, versioned JSON Schema) rendered to
-a self-contained HTML page and CSV tables; `vaar analyze` for files, stores and batches."""
+a self-contained HTML page and CSV tables, and the index page of a batch of reports."""
 
 from vaar.lazy import lazy_exports
 

@@ -40,9 +40,8 @@ def read_input(job_dir: Path, spec: dict) -> pd.DataFrame:
 
 def run_job(progress, *, job_dir: str, spec: dict) -> dict:
     """Analyse one upload and write its report; return a small JSON summary for the job row."""
-    from vaar.pipeline import analyze_tables, study_instruments
+    from vaar.pipeline import analyze_model
     from vaar.report import write_report
-    from vaar.result import StudyResult
 
     job_dir = Path(job_dir)
     started = time.perf_counter()
@@ -50,49 +49,36 @@ def run_job(progress, *, job_dir: str, spec: dict) -> dict:
     table = read_input(job_dir, spec)
     # reports label groups as models: the group column is called "model" from here on
     table = table.rename(columns={spec["group"]: "model"})
-    timings: dict = {}
     if spec["kind"] == "model":
-        from vaar.sem import analyze_data
-
         progress("fitting the lavaan model", 0.2)
-        t0 = time.perf_counter()
-        sem = analyze_data(table, spec["model"], "model")
-        timings["lavaan"] = round(time.perf_counter() - t0, 3)
-        result = StudyResult.from_analysis(
-            study=None,
-            name=_name(spec),
-            instruments=[],
-            collection=None,
-            long=None,
-            wide=table,
-            model=spec["model"],
-            sem=sem,
-            alignment=None,
-            profiles=None,
-            provenance={"source": spec["filename"], "group": spec["group"]},
-            timings=timings,
-        )
+        result = analyze_model(
+            table, spec["model"], "model", name=_name(spec), data_file=spec["filename"],
+            group_label=spec["group"], echo=_quiet,
+        )  # fmt: skip
     else:
-        from vaar.config import parse_study
-        from vaar.instruments import load_instrument
-
-        study = None
-        if spec["kind"] == "study":
-            import tomllib
-
-            study = parse_study(tomllib.loads(spec["study"]), source="study")
-            instruments = study_instruments(study)
-        else:
-            instruments = [load_instrument(i) for i in spec["instruments"]]
-        wide = table
-        if "session" not in wide.columns:
-            wide.insert(1, "session", [f"r{i + 1}" for i in range(len(wide))])
         progress("fitting the multi-group SEM and scoring VAAR", 0.2)
-        name = study.name if study else _name(spec)  # a study config names its analysis
-        result = analyze_tables(study, wide, instruments, name=name, echo=_quiet, timings=timings)
+        result = _analyze_vaar(table, spec)
     progress("writing the report", 0.85)
     write_report(job_dir / REPORT_DIR, result)
     return summarize(result, table, time.perf_counter() - started)
+
+
+def _analyze_vaar(wide: pd.DataFrame, spec: dict):
+    """vaar's model for the instruments of an uploaded study config, or the ones detected."""
+    import tomllib
+
+    from vaar.config import parse_study
+    from vaar.instruments import load_instruments
+    from vaar.pipeline import analyze_tables
+
+    study = None
+    if spec["kind"] == "study":
+        study = parse_study(tomllib.loads(spec["study"]), source="study")
+    instruments = load_instruments(study.instruments if study else spec["instruments"])
+    if "session" not in wide.columns:
+        wide.insert(1, "session", [f"r{i + 1}" for i in range(len(wide))])
+    name = study.name if study else _name(spec)  # a study config names its analysis
+    return analyze_tables(study, wide, instruments, name=name, echo=_quiet)
 
 
 def _quiet(_line: str) -> None:
