@@ -24,6 +24,7 @@ from fakes.injection import FAMILIES, hostile_models
 from vaar.cli import main as cli
 from vaar.sem import write_bundle
 from vaar.sem.grammar import ModelSyntaxError
+from vaar.sem.worker import WORKER_PREFIXES, WORKER_VARIABLES
 from vaar.service.testing import (
     HS_MODEL,
     VAAR,
@@ -33,7 +34,6 @@ from vaar.service.testing import (
     submit,
     wait_job,
 )
-from vaar.service.worker import WORKER_PREFIXES, WORKER_VARIABLES
 
 SECRETS = {"OPENAI_API_KEY": "sk-canary-openai", "AWS_SECRET_ACCESS_KEY": "canary-aws-secret",
            "VAAR_TOKEN": "canary-token-0123456789"}  # fmt: skip
