@@ -801,11 +801,11 @@ def test_a_models_variables_must_be_finite_numbers():
 
 def test_one_group_is_refused_for_an_invariance_ladder(wide):
     from vaar.errors import VaarError
-    from vaar.sem import analyze_data
+    from vaar.sem import fit_ladder
 
     one = wide[wide["model"] == "m1"]
     with pytest.raises(VaarError, match=r"group column 'model' holds 1 group\(s\) \(m1\)"):
-        analyze_data(one, "f =~ psa01 + psa02 + psa03", "model")
+        fit_ladder(one, "f =~ psa01 + psa02 + psa03", "model", min_groups=2)
 
 
 # -- real subprocesses: the installed entry point, stderr and exit status ------------------------

@@ -28,6 +28,7 @@ from pydantic import (
 from vaar.errors import ConfigError, VaarError, format_validation_error
 from vaar.files import folder_problem, read_text, read_toml
 from vaar.registry import provider_entry, validate_params
+from vaar.sem.invariance import Degenerate, Estimator, Missing, StudyLevel
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 # Validation context key: check the files and folders a study names (its personas, reference and
@@ -37,6 +38,8 @@ CHECK_FILES = "check_files"
 # the one with the best coverage measured by bench/bench_alignment.py.
 IntervalMethod = Literal["percentile", "basic-z", "basic-est"]
 INTERVAL_METHODS: tuple[str, ...] = get_args(IntervalMethod)
+# The invariance level whose paths VAAR scores: configural, or the highest the ladder supports.
+VaarLevel = Literal["configural", "highest"]
 
 
 class Strict(BaseModel):
@@ -149,19 +152,15 @@ class SessionSpec(Strict):
 
 
 class AnalysisSpec(Strict):
-    estimator: Literal["MLR", "ML", "WLSMV"] = "MLR"
+    estimator: Estimator = get_args(Estimator)[0]
     privacy_factors: Literal["instrument", "subscales"] = "instrument"
-    levels: list[Literal["configural", "metric", "scalar", "strict"]] = [
-        "configural",
-        "metric",
-        "scalar",
-        "strict",
-    ]
-    degenerate: Literal["drop_items", "exclude_group", "fail"] = "drop_items"
-    missing: Literal["fiml", "listwise"] = Field(
-        "fiml", description="continuous data: FIML, or complete sessions only (much faster)"
+    levels: list[StudyLevel] = list(get_args(StudyLevel))
+    degenerate: Degenerate = get_args(Degenerate)[0]
+    missing: Missing = Field(
+        get_args(Missing)[0],
+        description="continuous data: FIML, or complete sessions only (much faster)",
     )
-    vaar_level: Literal["configural", "highest"] = "configural"
+    vaar_level: VaarLevel = get_args(VaarLevel)[0]
     standardized: bool = Field(
         False,
         description="report VAAR on std.all paths (sign evidence "

@@ -8,7 +8,6 @@ EXPORTS = {
     "SemResult": "result",
     "StructuralPath": "model",
     "VaarModel": "model",
-    "analyze_data": "ladder",
     "build_vaar_model": "model",
     "fit_ladder": "ladder",
     "observed_variables": "ladder",

@@ -10,7 +10,7 @@ import click
 
 from vaar.errors import VaarError
 from vaar.files import folder_problem, make_folder, write_text
-from vaar.sem.degenerate import STRATEGIES
+from vaar.sem.invariance import DEFAULT_RULE, DEGENERATE, ESTIMATORS, RULES, STUDY_LEVELS
 from vaar.sem.options import check_estimator, degenerate_option, ordered_option, parse_ordered
 
 
@@ -20,12 +20,11 @@ from vaar.sem.options import check_estimator, degenerate_option, ordered_option,
               path_type=Path), help="lavaan model syntax file")  # fmt: skip
 @click.option("--group", required=True, help="column holding the group labels")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--estimator", default=None, type=click.Choice(["MLR", "ML", "WLSMV"]),
+@click.option("--estimator", default=None, type=click.Choice(ESTIMATORS),
               help="MLR (default), ML, or WLSMV (the default with --ordered)")  # fmt: skip
 @ordered_option
-@click.option("--levels", default="configural,metric,scalar,strict", show_default=True)
-@click.option("--rule", default="chen2007", show_default=True,
-              type=click.Choice(["chen2007", "cheung_rensvold2002", "lrt"]))  # fmt: skip
+@click.option("--levels", default=",".join(STUDY_LEVELS), show_default=True)
+@click.option("--rule", default=DEFAULT_RULE, show_default=True, type=click.Choice(RULES))
 @click.option("--partial", is_flag=True, help="search for partial invariance (lavTestScore)")
 @click.option("--equal-paths/--no-equal-paths", default=True, show_default=True)
 @click.option("--bootstrap", default=0, show_default=True, help="bootstrap draws for paths")
@@ -34,7 +33,7 @@ def sem_fit(data, model_file, group, out_dir, estimator, ordered, levels, rule, 
             equal_paths, bootstrap, degenerate):  # fmt: skip
     """Fit MODEL on DATA (CSV) by GROUP; write sem.json and bundle/ to OUT."""
     from vaar.data import read_frame
-    from vaar.sem import analyze_data, write_bundle
+    from vaar.sem import fit_ladder, write_bundle
     from vaar.sem.ladder import read_model_file
 
     ordered = parse_ordered(ordered)
@@ -44,11 +43,11 @@ def sem_fit(data, model_file, group, out_dir, estimator, ordered, levels, rule, 
         raise VaarError(f"--out: {problem}")
     syntax = read_model_file(model_file)  # the allow-list, in Python
     table = read_frame(data)
-    result = analyze_data(
+    result = fit_ladder(
         table, syntax, group, estimator=estimator, ordered=ordered,
         levels=[lv.strip() for lv in levels.split(",") if lv.strip()], rule=rule,
-        partial=partial, bootstrap=bootstrap, degenerate=degenerate or STRATEGIES[0],
-        equal_paths=equal_paths,
+        partial=partial, bootstrap=bootstrap, degenerate=degenerate or DEGENERATE[0],
+        equal_paths=equal_paths, min_groups=2,
     )  # fmt: skip
     make_folder(out_dir, "--out")
     write_text(out_dir / "sem.json", json.dumps(result.to_dict(), indent=1))

@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vaar.errors import VaarError
+from vaar.sem.invariance import DEGENERATE as STRATEGIES
 
 if TYPE_CHECKING:  # no pandas at import: the command line's options name STRATEGIES
     import pandas as pd
-
-STRATEGIES = ("drop_items", "exclude_group", "fail")
 
 
 @dataclass

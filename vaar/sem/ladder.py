@@ -234,30 +234,3 @@ def r_cpus() -> int:
             raise VaarError(f"VAAR_R_CPUS must be a whole number >= 1, got {value!r}")
         return int(value)
     return max(1, os.cpu_count() or 1)
-
-
-def analyze_data(
-    table: pd.DataFrame,
-    syntax: str,
-    group: str,
-    *,
-    estimator: str | None = None,
-    ordered: bool | list[str] = False,
-    levels: list[str] | None = None,
-    rule: str = "chen2007",
-    partial: bool = False,
-    bootstrap: int = 0,
-    thresholds: dict | None = None,
-    degenerate: str = "drop_items",
-    equal_paths: bool = True,
-    seed: int = 1,
-) -> SemResult:
-    """Any lavaan model on any multi-group table: the same ladder, decisions and outputs as the
-    vaar model (no VAAR). Syntax, group column and variables are checked first; one group is
-    an error (its ladder would report "strict" invariance, having compared nothing)."""
-    check_groups(table, group, at_least=2)
-    return fit_ladder(
-        table, syntax, group, estimator=estimator, ordered=ordered, levels=levels,
-        degenerate=degenerate, rule=rule, thresholds=thresholds, partial=partial,
-        equal_paths=equal_paths, bootstrap=bootstrap, seed=seed,
-    )  # fmt: skip

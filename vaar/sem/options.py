@@ -9,7 +9,7 @@ import re
 import click
 
 from vaar.errors import VaarError
-from vaar.sem.degenerate import STRATEGIES
+from vaar.sem.invariance import CONTINUOUS_ESTIMATORS, DEGENERATE, ORDINAL_ESTIMATORS
 
 ALL = "all"
 NAME = re.compile(r"^[A-Za-z.][A-Za-z0-9._]*$")  # an R name, as lavaan's observed variables
@@ -22,7 +22,7 @@ ordered_option = click.option(
 )
 degenerate_option = click.option(
     "--degenerate",
-    type=click.Choice(STRATEGIES),
+    type=click.Choice(DEGENERATE),
     help="What to do with an item without variance (or, ordinal, with empty categories) in "
     "some group: drop it in every group (drop_items, the default), exclude that group, or "
     "fail. A group whose answers carry no information at all is always left out.",
@@ -47,12 +47,12 @@ def parse_ordered(text: str | None) -> bool | list[str]:
 
 def check_estimator(estimator: str | None, ordered: bool | list[str]) -> None:
     """WLSMV is for ordinal items: asked without any, it is an error naming the fix."""
-    if estimator == "WLSMV" and not ordered:
+    if estimator in ORDINAL_ESTIMATORS and not ordered:
         raise VaarError(
-            f"--estimator WLSMV fits ordinal items: mark them with --ordered {ALL} or "
+            f"--estimator {estimator} fits ordinal items: mark them with --ordered {ALL} or "
             "--ordered ITEM,ITEM (or use ML/MLR for continuous items)"
         )
-    if estimator in ("ML", "MLR") and ordered:
+    if estimator in CONTINUOUS_ESTIMATORS and ordered:
         raise VaarError(
             f"--estimator {estimator} fits continuous items, but --ordered marks ordinal ones: "
             "use --estimator WLSMV (the default with --ordered)"
