@@ -20,12 +20,13 @@ import functools
 from importlib import metadata
 from typing import ClassVar, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 # -- parameter schemas -------------------------------------------------------------------------
 
 CACHE_MIN_TOKENS = 1024  # the shortest prompt prefix OpenAI and Anthropic (Sonnet, Opus) cache
+REASONING_MIN_TOKENS = 256  # max_tokens below this leaves a reasoning model no room to answer
 
 
 class GenerationParams(BaseModel):
@@ -69,6 +70,32 @@ class OpenAIParams(HttpParams):
         "{type: json_object, schema}",
     )
     extra: dict = Field(default_factory=dict, description="more body fields, sent as given")
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = Field(
+        None,
+        description="for reasoning models (o-series, gpt-5): sent as reasoning_effort, with "
+        "max_completion_tokens; they reject temperature and top_p",
+    )
+
+    @model_validator(mode="after")
+    def _reasoning(self):
+        if self.reasoning_effort is not None:
+            _reject_sampling(self, ("temperature", "top_p"), "reasoning_effort")
+            _room_to_answer(self, "reasoning tokens")
+        return self
+
+
+def _reject_sampling(params, keys, why: str) -> None:
+    for key in keys:
+        if getattr(params, key) is not None:
+            raise ValueError(f"{key}: the API rejects it with {why} set; leave {key} unset")
+
+
+def _room_to_answer(params, what: str, at_least: int = REASONING_MIN_TOKENS) -> None:
+    if params.max_tokens < at_least:
+        raise ValueError(
+            f"max_tokens: {params.max_tokens} counts the {what} too and leaves no room for "
+            f"the answer; give at least {at_least}"
+        )
 
 
 class AnthropicParams(HttpParams):
@@ -83,10 +110,23 @@ class AnthropicParams(HttpParams):
         description="the model's minimum cacheable prompt length (1024 for Sonnet/Opus, "
         "2048 for Haiku): shorter prefixes get no breakpoint",
     )
+    thinking_budget: int | None = Field(
+        None,
+        ge=1024,
+        description="extended thinking: tokens the model may think (sent as thinking."
+        "budget_tokens, at least 1024; max_tokens must be larger)",
+    )
     transport: ClassVar[frozenset[str]] = HttpParams.transport | {
         "prompt_cache",
         "cache_min_tokens",
     }
+
+    @model_validator(mode="after")
+    def _thinking(self):
+        if self.thinking_budget is not None:
+            _reject_sampling(self, ("temperature", "top_k"), "thinking_budget")
+            _room_to_answer(self, "thinking budget", self.thinking_budget + 1)
+        return self
 
 
 # The simulated respondent's profiles: b_pc, b_psa are the planted paths, *_mean the latent

@@ -133,6 +133,7 @@ class FakeLLM:
     keep_bodies: bool = True
     fixed_answer: str | None = None  # answer every item with this text (cheap, for benchmarks)
     cache: PromptCache = field(default_factory=PromptCache)
+    think: str | None = None  # OpenAI-style: prefix each reply with <think>this</think>
 
     def __post_init__(self):
         from vaar.instruments import list_instruments
@@ -230,6 +231,10 @@ class FakeLLM:
     async def openai(self, request):
         body = await request.json()
         self._record(request, body)
+        if "reasoning_effort" in body and ({"temperature", "top_p", "max_tokens"} & set(body)):
+            bad = sorted({"temperature", "top_p", "max_tokens"} & set(body))
+            message = f"Unsupported parameter: {bad[0]!r} with reasoning models"
+            return web.json_response({"error": {"message": message}}, status=400)
         fault = await self._fault(request)
         if isinstance(fault, web.StreamResponse):
             return fault
@@ -240,6 +245,9 @@ class FakeLLM:
         schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
         seed = body.get("seed", derive_seed(body["messages"][:2]))
         text = await self._answer(body["messages"], seed, schema, fault)
+        reasoning = 48 if "reasoning_effort" in body else 0  # hidden, billed as completion
+        if self.think is not None:
+            text = f"<think>{self.think}</think>\n{text}"
         self.counts["answered"] += 1
         return {
             "id": f"chatcmpl-{self.counts['answered']}",
@@ -255,9 +263,9 @@ class FakeLLM:
             ],
             "usage": {
                 "prompt_tokens": estimate_tokens(body["messages"]),
-                "completion_tokens": len(text) // 4 + 1,
+                "completion_tokens": len(text) // 4 + 1 + reasoning,
                 "prompt_tokens_details": {"cached_tokens": self.cache.automatic(body["messages"])},
-                "completion_tokens_details": {"reasoning_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": reasoning},
             },
         }
 
@@ -266,6 +274,9 @@ class FakeLLM:
         self._record(request, body)
         if "max_tokens" not in body:
             return web.json_response({"error": {"message": "max_tokens: required"}}, status=400)
+        if "thinking" in body and ({"temperature", "top_k"} & set(body)):
+            message = "temperature/top_k may not be set when thinking is enabled"
+            return web.json_response({"error": {"message": message}}, status=400)
         fault = await self._fault(request)
         if isinstance(fault, web.StreamResponse):
             return fault
@@ -278,19 +289,24 @@ class FakeLLM:
         seed = derive_seed(messages[:2])
         text = await self._answer(messages, seed, None, fault)
         read, written = self.cache.explicit(sent)
+        content = [{"type": "text", "text": text}]
+        if "thinking" in body:  # thoughts with numbers in them, before the answer
+            thinking = "The options run from 1 to 5. Perhaps 2, or 4? On balance: " * 3
+            content.insert(0, {"type": "thinking", "thinking": thinking, "signature": "sig"})
+        output = sum(len(b.get("text") or b.get("thinking")) // 4 + 1 for b in content)
         self.counts["answered"] += 1
         return {
             "id": f"msg_{self.counts['answered']}",
             "type": "message",
             "role": "assistant",
             "model": body.get("model", "fake"),
-            "content": [{"type": "text", "text": text}],
+            "content": content,
             "stop_reason": "end_turn",
             "usage": {
                 "input_tokens": estimate_tokens(messages) - read - written,
                 "cache_creation_input_tokens": written,
                 "cache_read_input_tokens": read,
-                "output_tokens": len(text) // 4 + 1,
+                "output_tokens": output,
             },
         }
 

@@ -8,6 +8,11 @@ prompt (read now), plus the system prompt when it is long enough to be cached al
 MAX_BREAKPOINTS (the API's limit) are set, and none on a prefix shorter than the model's
 minimum cacheable length (params.cache_min_tokens). The message texts are sent exactly as
 stored, so each prefix is byte-identical from turn to turn.
+
+Extended thinking (params.thinking_budget): sent as `thinking: {type: enabled, budget_tokens}`,
+never with temperature or top_k (the config refuses them). The answer is parsed from the text
+blocks only; the thinking blocks count as reasoning tokens (estimated from their length: the
+API bills them inside output_tokens without a separate count).
 """
 
 from __future__ import annotations
@@ -77,6 +82,8 @@ class AnthropicProvider(HttpProvider):
         for key in ("temperature", "top_p", "top_k"):
             if getattr(p, key) is not None:
                 body[key] = getattr(p, key)
+        if p.thinking_budget is not None:
+            body["thinking"] = {"type": "enabled", "budget_tokens": p.thinking_budget}
         return body
 
     def reply(self, data: dict, sent: dict) -> ChatReply:
@@ -87,6 +94,7 @@ class AnthropicProvider(HttpProvider):
                 f"{str(data)[:200]!r}"
             )
         text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+        thoughts = "".join(b.get("thinking", "") for b in blocks if b.get("type") == "thinking")
         usage = data.get("usage") or {}
         read = int(usage.get("cache_read_input_tokens") or 0)
         written = int(usage.get("cache_creation_input_tokens") or 0)
@@ -104,4 +112,5 @@ class AnthropicProvider(HttpProvider):
             completion_tokens=int(usage.get("output_tokens") or 0),
             cache_read_tokens=read,
             cache_write_tokens=written,
+            reasoning_tokens=min(int(usage.get("output_tokens") or 0), len(thoughts) // 4),
         )

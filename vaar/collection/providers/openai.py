@@ -6,12 +6,31 @@ seed goes in `seed`; structured output uses a JSON-schema `response_format`.
 OpenAI caches prompt prefixes by itself (from 1024 tokens on): the history goes first and is
 sent exactly as stored, so each turn's prompt starts with the previous one byte for byte; the
 reply's `prompt_tokens_details.cached_tokens` says how much was read from the cache.
+
+Reasoning models (params.reasoning_effort): sent with `reasoning_effort` and
+`max_completion_tokens` (which counts the reasoning too), never with temperature or top_p
+(the config refuses them); `completion_tokens_details.reasoning_tokens` is recorded. Servers
+that return a local reasoning model's thoughts inline (`<think>...</think>`, as llama.cpp and
+Ollama do for Qwen3 or DeepSeek-R1 distills) have them cut off: the answer is parsed from the
+final text only, and the thoughts count as reasoning tokens when the server does not say.
 """
 
 from __future__ import annotations
 
+import re
+
 from vaar.collection.providers import ChatReply, ChatRequest, ProviderError
 from vaar.collection.providers.http import HttpProvider
+
+THINK_END = "</think>"
+
+
+def final_text(content: str) -> tuple[str, str]:
+    """(the answer, the inline reasoning before it) of a reply's content."""
+    if THINK_END not in content:
+        return content, ""
+    thoughts, _, answer = content.rpartition(THINK_END)
+    return answer.strip(), re.sub(r"</?think>", "", thoughts).strip()
 
 
 class OpenAIProvider(HttpProvider):
@@ -29,7 +48,11 @@ class OpenAIProvider(HttpProvider):
     def body(self, request: ChatRequest) -> dict:
         p = self.params
         body: dict = {"model": self.model_id, "messages": request.messages}
-        body[p.max_tokens_field] = p.max_tokens
+        if p.reasoning_effort is not None:
+            body["reasoning_effort"] = p.reasoning_effort
+            body["max_completion_tokens"] = p.max_tokens
+        else:
+            body[p.max_tokens_field] = p.max_tokens
         if p.temperature is not None:
             body["temperature"] = p.temperature
         if p.top_p is not None:
@@ -55,7 +78,7 @@ class OpenAIProvider(HttpProvider):
                 f"{self.spec.name}: reply without choices from {self.endpoint()}: "
                 f"{str(data)[:200]!r}"
             ) from None
-        text = message.get("content") or message.get("refusal") or ""
+        text, thoughts = final_text(message.get("content") or message.get("refusal") or "")
         usage = data.get("usage") or {}
         details = usage.get("prompt_tokens_details") or {}
         completion_details = usage.get("completion_tokens_details") or {}
@@ -72,5 +95,6 @@ class OpenAIProvider(HttpProvider):
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             cache_read_tokens=int(details.get("cached_tokens") or 0),
-            reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+            reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0)
+            or len(thoughts) // 4,
         )
