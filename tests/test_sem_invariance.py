@@ -112,7 +112,8 @@ def test_choice_lists_come_from_the_types():
 
     from click import Choice
 
-    from vaar.config import AnalysisSpec
+    from vaar.commands import analyze
+    from vaar.config import VAAR_LEVELS, AnalysisSpec
     from vaar.sem.commands import sem_fit
     from vaar.sem.degenerate import STRATEGIES
 
@@ -126,6 +127,9 @@ def test_choice_lists_come_from_the_types():
     assert tuple(choices["rule"]) == tuple(invariance.RULES)
     assert tuple(choices["estimator"]) == invariance.ESTIMATORS
     assert tuple(choices["degenerate"]) == invariance.DEGENERATE
+    choices = {p.name: p.type.choices for p in analyze.params if isinstance(p.type, Choice)}
+    assert tuple(choices["estimator"]) == invariance.ESTIMATORS
+    assert tuple(choices["vaar_level"]) == VAAR_LEVELS == get_args(fields["vaar_level"].annotation)
 
 
 def difference(d_cfi=math.nan, d_rmsea=math.nan, d_srmr=math.nan, lrt_pvalue=math.nan,

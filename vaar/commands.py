@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from vaar.config import INTERVAL_METHODS, load_study
+from vaar.config import INTERVAL_METHODS, VAAR_LEVELS, load_study
 from vaar.errors import VaarError
+from vaar.sem.invariance import ESTIMATORS
 
 
 @click.command()
@@ -68,7 +69,7 @@ def run(study_file, no_progress):
 @click.option("--group", help="With --model: the column that holds the group of each row.")
 @click.option(
     "--estimator",
-    type=click.Choice(["MLR", "ML", "WLSMV"]),
+    type=click.Choice(ESTIMATORS),
     help="Override the study's estimator (default: the study's, else MLR).",
 )
 @click.option(
@@ -80,7 +81,7 @@ def run(study_file, no_progress):
 @click.option(
     "--level",
     "vaar_level",
-    type=click.Choice(["configural", "highest"]),
+    type=click.Choice(VAAR_LEVELS),
     help="Invariance level VAAR scores: configural, or the highest the ladder supports "
     "(default: the study's, else configural).",
 )

@@ -40,6 +40,7 @@ IntervalMethod = Literal["percentile", "basic-z", "basic-est"]
 INTERVAL_METHODS: tuple[str, ...] = get_args(IntervalMethod)
 # The invariance level whose paths VAAR scores: configural, or the highest the ladder supports.
 VaarLevel = Literal["configural", "highest"]
+VAAR_LEVELS: tuple[str, ...] = get_args(VaarLevel)
 
 
 class Strict(BaseModel):
@@ -160,7 +161,7 @@ class AnalysisSpec(Strict):
         get_args(Missing)[0],
         description="continuous data: FIML, or complete sessions only (much faster)",
     )
-    vaar_level: VaarLevel = get_args(VaarLevel)[0]
+    vaar_level: VaarLevel = VAAR_LEVELS[0]
     standardized: bool = Field(
         False,
         description="report VAAR on std.all paths (sign evidence "
