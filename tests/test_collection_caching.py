@@ -329,3 +329,29 @@ def test_a_table_with_other_extra_columns_is_still_refused(tmp_path):
     sqlite3.connect(path).execute("ALTER TABLE turns ADD COLUMN bogus INTEGER")
     result = CliRunner().invoke(main, ["export", str(path), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "not a" in result.output, result.output
+
+
+def test_estimates_json_and_report_table_carry_the_token_kinds(tmp_path):
+    import jsonschema
+
+    from vaar.report.document import _collection, load_schema
+    from vaar.report.html import COLLECTION_COLUMNS, _present
+
+    with FakeLLM() as fake:
+        s = study(tmp_path, "anthropic", fake.base_url)
+        summary = asyncio.run(collect(s, progress=False, prices={"m": ANTHROPIC_PRICE}))
+    section = _collection(summary)
+    schema = load_schema()
+    jsonschema.Draft202012Validator(
+        {**schema["properties"]["collection"], "$defs": schema.get("$defs", {})}
+    ).validate(section)
+    row = section["models"][0]
+    assert row["cache_read_tokens"] > 0 and row["cache_write_tokens"] > 0
+    assert row["reasoning_tokens"] == 0
+    shown = [key for key, _ in _present(COLLECTION_COLUMNS, section["models"])]
+    assert {"cache_read_tokens", "cache_write_tokens", "cost"} <= set(shown)
+    for kind in ("cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
+        assert (
+            kind
+            in schema["properties"]["collection"]["properties"]["models"]["items"]["properties"]
+        )
