@@ -15,6 +15,7 @@ from markupsafe import Markup
 
 from vaar.files import package_path
 from vaar.report import plots
+from vaar.sem.invariance import RULES
 
 TEMPLATES = package_path("report", "templates")
 
@@ -111,15 +112,6 @@ COMPARISON_COLUMNS = [
     ("holds", "Holds"),
     ("reason", "Why"),
 ]
-RULES = {
-    "chen2007": "Chen (2007): a level fails when CFI drops by at least the cfi threshold and "
-    "RMSEA rises by at least the rmsea threshold or SRMR by at least its threshold (loadings "
-    "for metric, other for later levels)",
-    "cheung_rensvold2002": "Cheung & Rensvold (2002): a level fails when CFI drops by at least "
-    "the cfi threshold",
-    "lrt": "a level fails when the scaled likelihood-ratio test against the previous level is "
-    "significant at alpha",
-}
 EVIDENCE_COLUMNS = [
     ("model", "Model"),
     ("path", "Path"),
@@ -234,10 +226,11 @@ def view(doc: dict) -> dict:
     fits = doc["invariance"]["fits"]
     profile_table = doc["profiles"]["table"]
     decision = doc["invariance"]["decision"]
+    rule = RULES.get(decision.get("rule") or "")
     return {
         "doc": doc,
         "decision_level": decision.get("highest"),
-        "rule_text": RULES.get(decision.get("rule") or "", ""),
+        "rule_text": rule.description if rule else "",
         "comparison_columns": _present(COMPARISON_COLUMNS, doc["invariance"]["comparisons"]),
         "study": study,
         "level": level,
