@@ -147,3 +147,82 @@ def test_sem_fit_ordered_equals_plain_semtools(files, ordered):
     assert len(merged) == len(plain_pe) == len(est)
     assert_close(merged["est"], merged["est_plain"], "est")
     assert_close(merged["se"], merged["se_plain"], "se")
+
+
+def analyze(*args) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["analyze", *map(str, args)])
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [(["--estimator", "WLSMV"], "error: --estimator WLSMV fits ordinal items"),
+     (["--ordered", "a1", "--estimator", "ML"], "error: --estimator ML fits continuous"),
+     (["--human-group", "llm-a"], "only --estimator, --ordered and --degenerate apply")],
+)  # fmt: skip
+def test_analyze_model_refuses_what_does_not_fit(files, extra, fragment):
+    root, data, model = files
+    args = [data, "--model", model, "--group", "llm", "--out", root / "refused", *extra]
+    code, output = analyze(*args)
+    assert code == 2 and fragment in output and len(output.strip().splitlines()) == 1, output
+    code, output = analyze(data, "--ordered", "all", "--out", root / "refused")
+    assert code == 2 and "error: --ordered goes with --model" in output
+    assert not (root / "refused").exists()
+
+
+@pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R")
+def test_analyze_model_ordered_equals_plain_semtools(files):
+    """`vaar analyze --model --ordered all`: the report's estimates are semTools' to 1e-6."""
+    root, data, model = files
+    out = root / "analyzed"
+    code, output = analyze(data, "--model", model, "--group", "llm", "--ordered", "all",
+                           "--out", out)  # fmt: skip
+    assert code == 0, output
+    folder = out / "answers"
+    doc = json.loads((folder / "estimates.json").read_text(encoding="utf-8"))
+    assert doc["study"]["estimator"] == "WLSMV"
+    script = root / "plain-analyze.R"
+    script.write_text(PLAIN, encoding="utf-8")
+    fits_csv, pe_csv = root / "fits-analyze.csv", root / "pe-analyze.csv"
+    rscript(script, data, model, ",".join(ITEMS), fits_csv, pe_csv)
+    plain = pd.read_csv(pe_csv, keep_default_na=False, na_values=["NA"])
+    est = pd.read_csv(folder / "estimates.csv", keep_default_na=False, na_values=["NA"])
+    est = est[est["level"].isin(plain["level"]) & (est["op"] != "r2")]
+    key = ["level", "group", "lhs", "op", "rhs"]
+    merged = est.merge(plain, on=key, suffixes=("", "_plain"), validate="one_to_one")
+    assert len(merged) == len(plain) == len(est)
+    assert_close(merged["est"], merged["est_plain"], "est")
+    assert_close(merged["se"], merged["se_plain"], "se")
+
+
+@pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R")
+def test_analyze_model_degenerate_options(files):
+    """A group answering 3 to everything is left out with its reason; --degenerate decides
+    what an item without variance in one group does (default: dropped in every group)."""
+    root, data, model = files
+    table = pd.read_csv(data)
+    one_item = table[table["llm"] == "llm-a"].assign(llm="flat-a1", a1=2.0)
+    constant = table[table["llm"] == "llm-b"].assign(llm="threes", **dict.fromkeys(ITEMS, 3.0))
+    mixed = root / "mixed.csv"
+    pd.concat([table, one_item, constant], ignore_index=True).to_csv(mixed, index=False)
+    for strategy, dropped, excluded in (
+        (None, ["a1"], ["threes"]),
+        ("exclude_group", [], ["threes", "flat-a1"]),
+    ):
+        out = root / f"degenerate-{strategy}"
+        extra = ["--degenerate", strategy] if strategy else []
+        code, output = analyze(mixed, "--model", model, "--group", "llm", "--estimator", "ML",
+                               "--out", out, *extra)  # fmt: skip
+        assert code == 0, output
+        doc = json.loads((out / "mixed" / "estimates.json").read_text(encoding="utf-8"))
+        diag = doc["diagnostics"]
+        assert [d["item"] for d in diag["dropped_items"]] == dropped
+        reasons = {e["group"]: e["reason"] for e in diag["excluded_groups"]}
+        assert list(reasons) == excluded
+        assert reasons["threes"] == (
+            "answered 3 to every item: no value–action variation to estimate"
+        )
+    out = root / "degenerate-fail"
+    code, output = analyze(mixed, "--model", model, "--group", "llm", "--estimator", "ML",
+                           "--out", out, "--degenerate", "fail")  # fmt: skip
+    assert code == 1 and "degenerate='fail'" in output and "group threes" in output

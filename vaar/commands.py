@@ -12,6 +12,9 @@ import click
 from vaar.config import INTERVAL_METHODS, VAAR_LEVELS, load_study
 from vaar.errors import VaarError
 from vaar.sem.invariance import ESTIMATORS
+from vaar.sem.options import check_estimator, degenerate_option, ordered_option, parse_ordered
+
+MODEL_OPTIONS = ("estimator", "degenerate")  # the overrides that apply to a user's own model
 
 
 @click.command()
@@ -70,8 +73,10 @@ def run(study_file, no_progress):
 @click.option(
     "--estimator",
     type=click.Choice(ESTIMATORS),
-    help="Override the study's estimator (default: the study's, else MLR).",
+    help="Override the study's estimator (default: the study's, else MLR; with --ordered WLSMV).",
 )
+@ordered_option
+@degenerate_option
 @click.option(
     "--human-group",
     metavar="NAME",
@@ -118,8 +123,8 @@ def run(study_file, no_progress):
 )
 @click.option("--title", default="vaar reports", show_default=True, help="Batch index title.")
 def analyze(
-    inputs, out_root, model_file, group, estimator, human_group, vaar_level, standardized,
-    bootstrap, interval_method, scheduler, workers, title,
+    inputs, out_root, model_file, group, estimator, ordered, degenerate, human_group,
+    vaar_level, standardized, bootstrap, interval_method, scheduler, workers, title,
 ):  # fmt: skip
     """Analyse collected answers and write reports, without collecting anything.
 
@@ -135,6 +140,7 @@ def analyze(
       vaar analyze reports/demo/collection.sqlite
       vaar analyze studies/            # every study folder inside
       vaar analyze answers.csv --model my.lav --group llm
+      vaar analyze answers.csv --model my.lav --group llm --ordered all
       vaar analyze answers.csv --human-group humans --bootstrap 200
     """
     from vaar.data.inputs import find_jobs
@@ -145,19 +151,33 @@ def analyze(
 
     if (model_file is None) != (group is None):
         raise VaarError("--model and --group go together: give both (or neither)")
+    ordered = parse_ordered(ordered)
+    if model_file:
+        check_estimator(estimator, ordered)
+    elif ordered:
+        raise VaarError(
+            "--ordered goes with --model: vaar's own model treats every item as ordinal "
+            "under --estimator WLSMV"
+        )
     problem = folder_problem(out_root)  # before any study is fitted, not after
     if problem:
         raise VaarError(f"--out: {problem}")
     user_model = (read_model_file(model_file), group) if model_file else None
-    jobs = find_jobs(list(inputs))
-    click.echo(f"[vaar] {len(jobs)} stud{'y' if len(jobs) == 1 else 'ies'} to analyse")
     overrides = {
         "estimator": estimator, "human_group": human_group, "vaar_level": vaar_level,
         "standardized": standardized, "bootstrap": bootstrap,
         "interval_method": interval_method, "scheduler": scheduler, "workers": workers,
+        "degenerate": degenerate,
     }  # fmt: skip
-    if user_model and any(v is not None for k, v in overrides.items() if k != "estimator"):
-        raise VaarError("--model fits your own model without VAAR: only --estimator applies")
+    if user_model:
+        if any(v is not None for k, v in overrides.items() if k not in MODEL_OPTIONS):
+            raise VaarError(
+                "--model fits your own model without VAAR: only --estimator, --ordered and "
+                "--degenerate apply"
+            )
+        overrides["ordered"] = ordered
+    jobs = find_jobs(list(inputs))
+    click.echo(f"[vaar] {len(jobs)} stud{'y' if len(jobs) == 1 else 'ies'} to analyse")
     outcomes = run_jobs(jobs, out_root, overrides=overrides, user_model=user_model, echo=click.echo)
     if len(outcomes) > 1:
         index = write_index(out_root, outcomes, title)

@@ -74,7 +74,14 @@ def provenance(study: Study | None, instruments: list, sem, data: pd.DataFrame, 
 # -- analysis ----------------------------------------------------------------------------------
 
 
-def _fit(scored: pd.DataFrame, syntax: str, analysis: AnalysisSpec, timings: dict, echo: Echo):
+def _fit(
+    scored: pd.DataFrame,
+    syntax: str,
+    analysis: AnalysisSpec,
+    timings: dict,
+    echo: Echo,
+    answers: pd.DataFrame | None = None,
+):
     from vaar.sem import fit_ladder
 
     with _stage("lavaan multi-group SEM", timings, echo):
@@ -87,6 +94,7 @@ def _fit(scored: pd.DataFrame, syntax: str, analysis: AnalysisSpec, timings: dic
             levels=list(analysis.levels),
             degenerate=analysis.degenerate,
             missing=analysis.missing,
+            answers=answers,
         )
 
 
@@ -137,7 +145,7 @@ def analyze_tables(
     note = check_unanswered(scored, model.items, analysis.degenerate)
     if note:
         echo(f"[vaar] degenerate: {note}")
-    sem = _fit(scored, model.syntax, analysis, timings, echo)
+    sem = _fit(scored, model.syntax, analysis, timings, echo, answers=wide)
     with _stage("VAAR and profiles", timings, echo):
         alignment = _align(sem, model, reference, analysis, study.seed if study else 0, echo)
         profile = profiles(long, wide, instruments)
@@ -164,19 +172,26 @@ def analyze_model(
     *,
     name: str,
     estimator: str | None = None,
+    ordered: bool | list[str] = False,
+    degenerate: str | None = None,
     data_file: str | None = None,
     group_label: str | None = None,
     echo: Echo = print,
     timings: dict | None = None,
 ) -> StudyResult:
     """A user's own lavaan model fitted across the groups of column `group` of any table: SEM
-    only, no VAAR. The provenance names the table (`data_file`) and the group column as the
-    user knows it (`group_label`, default `group`)."""
+    only, no VAAR. `ordered` and `degenerate` as in fit_ladder (None: its default strategy).
+    The provenance names the table (`data_file`) and the group column as the user knows it
+    (`group_label`, default `group`)."""
     from vaar.sem import fit_ladder
 
     timings = {} if timings is None else timings
+    how = {"degenerate": degenerate} if degenerate else {}
     with _stage("lavaan multi-group SEM (your model)", timings, echo):
-        sem = fit_ladder(data, syntax, group, estimator=estimator, equal_paths=True, min_groups=2)
+        sem = fit_ladder(
+            data, syntax, group, estimator=estimator, ordered=ordered, equal_paths=True,
+            min_groups=2, **how,
+        )  # fmt: skip
     source = {"data_file": data_file, "group_column": group_label or group}
     return StudyResult.from_analysis(
         study=None,
@@ -253,10 +268,10 @@ def analyze_job(
     if user_model is not None:
         syntax, group = user_model
         data = load_model_table(job, group)
-        estimator = overrides.get("estimator", "MLR")
         return analyze_model(
-            data, syntax, group, name=job.name, estimator=estimator, echo=echo,
-            data_file=str(job.data_file),
+            data, syntax, group, name=job.name, estimator=overrides.get("estimator"),
+            ordered=overrides.get("ordered", False), degenerate=overrides.get("degenerate"),
+            echo=echo, data_file=str(job.data_file),
         )  # fmt: skip
     loaded = load_job(job)
     analysis = None

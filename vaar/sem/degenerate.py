@@ -75,13 +75,21 @@ def usable_sessions(rows: pd.DataFrame, items: list[str], missing: str) -> int:
 
 
 def group_problems(
-    rows: pd.DataFrame, name: str, items: list[str], missing: str = "fiml"
+    rows: pd.DataFrame,
+    name: str,
+    items: list[str],
+    missing: str = "fiml",
+    given: pd.DataFrame | None = None,
 ) -> list[Problem]:
-    """Problems that concern a whole group: its answers carry no information for the model."""
+    """Problems that concern a whole group: its answers carry no information for the model.
+    `given`: the group's answers as the respondent gave them, when `rows` holds them scored
+    (reverse keys applied), to say "answered 5 to every item" as it was."""
     if rows[items].isna().all().all():
         return [Problem(name, None, "every answer is missing")]
     usable = usable_sessions(rows, items, missing)
     constant = constant_answers(rows, items) if usable > 1 else None  # one session: see below
+    if constant and given is not None:
+        constant = constant_answers(given, items) or constant
     if constant:
         return [Problem(name, None, constant)]
     if usable <= len(items):  # n <= p: the sample covariance matrix is singular
@@ -124,11 +132,14 @@ def clean(
     ordered: bool,
     strategy: str,
     missing: str = "fiml",
+    answers: pd.DataFrame | None = None,
 ):
     """The data and items to fit, and what was dropped or excluded (with reasons). A group with
     no information for the model (every answer missing, one answer per item, too few usable
     sessions) is excluded under every strategy but "fail"; `strategy` decides what happens to
-    items that are degenerate in some group."""
+    items that are degenerate in some group. `answers` (optional): the answers as given when
+    `data` holds them scored, for the wording of reasons only."""
+    given = dict(tuple(answers.groupby(answers[group].astype(str)))) if answers is not None else {}
     if strategy not in STRATEGIES:
         raise VaarError(f"degenerate must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     items = list(items)
@@ -138,7 +149,7 @@ def clean(
         whole = [
             p
             for name, rows in data.groupby(group, sort=False)
-            for p in group_problems(rows, str(name), items, missing)
+            for p in group_problems(rows, str(name), items, missing, given.get(str(name)))
         ]
         per_item = item_problems(data, group, items, ordered)
         if not whole and not per_item:

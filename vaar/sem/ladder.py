@@ -117,6 +117,7 @@ def fit_ladder(
     seed: int = 1,
     missing: str = invariance.MISSING[0],
     min_groups: int = 1,
+    answers: pd.DataFrame | None = None,
 ) -> SemResult:
     """Fit the invariance ladder of a multi-group model with lavaan.
 
@@ -129,7 +130,8 @@ def fit_ladder(
     anything is missing) or "listwise" (complete sessions only; far faster with many items).
     Ordinal data always use pairwise deletion. `min_groups`: the groups the data must hold (a
     user's model asks for 2: one group's ladder would report "strict" invariance, having
-    compared nothing)."""
+    compared nothing). `answers`: the answers as given when `data` holds them scored (reverse
+    keys applied), only to word why a group is excluded ("answered 5 to every item")."""
     check_groups(data, group, at_least=min_groups)  # before R parses anything
     parsed = parse_model(syntax)
     syntax = parsed["syntax"]  # from here on the checked text: what R gets and the bundle holds
@@ -152,7 +154,7 @@ def fit_ladder(
 
     cleaned = clean(
         frame, group, parsed["ov"], ordered=ordinal, strategy=degenerate,
-        missing="pairwise" if ordinal else missing,
+        missing="pairwise" if ordinal else missing, answers=answers,
     )  # fmt: skip
     dropped = {d["item"] for d in cleaned.dropped_items}
     pruned = lav_syntax.drop_variables(syntax, dropped) if dropped else None
