@@ -1,0 +1,174 @@
+"""One model of a collection run: its provider behind vaar's reply cache and the rate limits,
+its counters and price, and its sessions, turn after turn (each turn: vaar.collection.turn),
+every completed turn committed to the store at once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from aiolimiter import AsyncLimiter
+
+from vaar.collection.batch import BatchedProvider, batch_api
+from vaar.collection.cost import Usage, cost_of, price_for
+from vaar.collection.progress import ModelStats
+from vaar.collection.prompts import answer_schema
+from vaar.collection.providers import ChatReply, ChatRequest, ProviderError, provider_class
+from vaar.collection.sessions import derive_seed, plan_session, select_history, session_id
+from vaar.collection.store import AnswerRow, TurnRecord, estimate_tokens
+from vaar.collection.turn import TurnResult, ask_turn
+
+
+def request_limiter(per_minute: float) -> AsyncLimiter:
+    """Requests per minute as a per-second bucket (or one request per 60/rpm s below 60 rpm),
+    so a run does not fire a whole minute's budget in its first second."""
+    if per_minute >= 60:
+        return AsyncLimiter(per_minute / 60, 1)
+    return AsyncLimiter(1, 60 / per_minute)
+
+
+class ModelRun:
+    """One model's provider, limits, counters and the logic of its sessions."""
+
+    def __init__(self, run, spec, prices):
+        self.run = run
+        self.spec = spec
+        self.stats = ModelStats(spec.name)
+        self.provider = provider_class(spec.provider)(spec, run.instruments, self.stats)
+        self.price = price_for(spec, prices)
+        self.rpm = request_limiter(spec.requests_per_minute) if spec.requests_per_minute else None
+        self.tpm = AsyncLimiter(spec.tokens_per_minute, 60) if spec.tokens_per_minute else None
+        self.batched: BatchedProvider | None = None  # --batch: requests go out in waves
+        api = batch_api(self.provider) if run.batch else None
+        if api is not None:
+            self.provider = self.batched = BatchedProvider(
+                self.provider, api, run.store, spec.name, self.stats, run.batch_poll
+            )
+            self.rpm = self.tpm = None  # a batch is paced by the provider
+        self.structured = bool(getattr(self.provider.params, "structured", False))
+        self.aborted: str | None = None
+        self.errors: dict[str, int] = {}
+        p = self.provider
+        self._key_base = {  # the part of the cache key that is fixed for this model
+            "provider": spec.provider,
+            "base_url": p.base_url,
+            "model": p.model_id,
+            "params": p.resolved_params(),
+        }
+
+    # -- one request -----------------------------------------------------------------------
+    def cache_key(self, messages, seed, replicate, instrument) -> str:
+        """sha256 of everything that can change a reply (see docs/collection.md)."""
+        key = {
+            **self._key_base,
+            "seed": seed,
+            "messages": messages,
+            "replicate": replicate,
+            "instrument": self.run.instrument_hashes[instrument.id],
+        }
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+    async def ask(self, messages, seed, schema, replicate, instrument) -> tuple[ChatReply, str]:
+        key = ""
+        if self.provider.cacheable:
+            key = self.cache_key(messages, seed, replicate, instrument)
+            hit = (self.run.cache or self.run.store).cached_reply(key)
+            if hit is not None:
+                self.stats.cached += 1
+                return ChatReply(**hit, cached=True), key
+        if self.rpm:
+            await self.rpm.acquire()
+        if self.tpm:
+            wanted = estimate_tokens(messages) + getattr(self.provider.params, "max_tokens", 0)
+            await self.tpm.acquire(min(wanted, self.spec.tokens_per_minute))
+        reply = await self.provider.complete(ChatRequest(messages, seed, schema))
+        self.stats.requests += 1
+        self.stats.prompt_tokens += reply.prompt_tokens
+        self.stats.completion_tokens += reply.completion_tokens
+        return reply, key
+
+    def cost(self, usage: Usage) -> float:
+        return cost_of(self.price, usage, batch=self.batched is not None)
+
+    # -- one turn ------------------------------------------------------------------------
+    async def turn(self, turn, history: list[dict], seed: int, replicate: int) -> TurnResult:
+        """Ask one turn (vaar.collection.turn), then count its answers and what it cost."""
+        use_schema = self.structured and self.provider.supports_json_schema
+        schema = answer_schema(turn.instrument, len(turn.items)) if use_schema else None
+
+        def ask(messages):
+            return self.ask(messages, seed, schema, replicate, turn.instrument)
+
+        result = await ask_turn(ask, turn, history, self.run.study.session.max_reasks)
+        statuses = [answer.status for answer in result.answers]
+        self.stats.refused += statuses.count("refused")
+        self.stats.invalid += statuses.count("invalid")
+        result.cost = self.cost(result.usage)
+        self.stats.cost += result.cost
+        self.run.spent += result.cost
+        self.stats.turns += 1
+        return result
+
+    # -- one session ---------------------------------------------------------------------
+    async def session(self, index: int, retry_errors: bool) -> None:
+        """Run (or resume) one session, turn after turn, each committed to the store."""
+        run, store = self.run, self.run.store
+        sid = session_id(self.spec.name, index)
+        seed = derive_seed(run.study.seed, self.spec.name, index)
+        how = run.study.session
+        system = how.system_prompt
+        if run.personas:
+            system += "\n\n" + run.personas[index % len(run.personas)]
+        plan = plan_session(run.instruments, how.items_per_turn, how.randomize_items, seed)
+        store.start_session(sid, self.spec.name, index, seed, system, retry_errors)
+        done = store.load_turns(sid)
+        system_msg = [{"role": "system", "content": system}]
+        for turn in plan[len(done) :]:
+            if run.stop_reason or self.aborted:
+                return
+            context = self.context(done, turn, system_msg)
+            history = system_msg + [m for i in context for m in done[i].messages]
+            try:
+                result = await self.turn(turn, history, seed, index)
+            except ProviderError as exc:
+                self.fail(sid, plan[turn.index :], str(exc), getattr(exc, "fatal", False))
+                return
+            await store.write_turn(
+                session=sid,
+                model=self.spec.name,
+                record=result.record,
+                context=[done[i].turn for i in context],
+                request=result.request,
+                meta=result.meta,
+                usage=result.usage,
+                cost=result.cost,
+                attempts=result.attempts,
+                answers=result.answers,
+                cache=result.cache_rows,
+                session_done=turn.index == len(plan) - 1,
+            )
+            if result.cache_rows and run.cache:
+                run.cache.put(result.cache_rows)
+            done.append(result.record)
+            run.check_budget()
+        self.stats.done += 1
+
+    def context(self, done: list[TurnRecord], turn, system_msg: list[dict]) -> list[int]:
+        """The earlier turns this one carries: the history policy, within its token cap."""
+        own = estimate_tokens([{"role": "user", "content": turn.items[0].text}]) * len(turn.items)
+        reserve = estimate_tokens(system_msg) + own + 64
+        return select_history(done, turn, self.run.study.session.history, reserve)
+
+    def fail(self, sid: str, remaining, error: str, fatal: bool) -> None:
+        """A request failed for good: record why, mark the unasked items as errors."""
+        unasked = [
+            (t.index, AnswerRow(t.instrument.id, p.id, p.position, error, None, "error", 0,
+                                "provider error"))
+            for t in remaining
+            for p in t.items
+        ]  # fmt: skip
+        self.run.store.fail_session(sid, self.spec.name, unasked, error)
+        self.stats.failed += 1
+        self.errors[error] = self.errors.get(error, 0) + 1
+        if fatal and not self.aborted:
+            self.aborted = error
