@@ -126,10 +126,7 @@ def test_standardized_variant_uses_std_all_and_says_which_z():
     assert list(ev["est"]) == [-0.3, 0.2]
     np.testing.assert_allclose(ev["evidence"], norm.cdf([4.0, 3.0]))
     assert ev["note"].str.contains("unstandardized z").all()
-    est["se_std_all"] = 0.2
-    ev = path_evidence(est, PATHS, load_reference(), level="configural", standardized=True)
-    np.testing.assert_allclose(ev["evidence"], norm.cdf([1.5, 1.0]))
-    assert (ev["scale"] == "standardized").all()
+    assert (ev["scale"] == "standardized").all() and ev["se"].isna().all()
 
 
 def test_level_selects_rows_and_missing_columns_fail_clearly():

@@ -24,11 +24,7 @@ from vaar.alignment.reference import (
     load_reference,
     reference_from_group,
 )
-from vaar.alignment.scores import (
-    LOGLOSS_FLOOR,
-    scores_from_evidence,
-    standardized_se_column,
-)
+from vaar.alignment.scores import LOGLOSS_FLOOR, scores_from_evidence
 from vaar.config import INTERVAL_METHODS
 from vaar.errors import VaarError
 from vaar.sem.result import json_records
@@ -183,14 +179,12 @@ def align(
     not_estimable = scores.loc[scores["vaar_soft"].isna(), ["model", "note"]].rename(
         columns={"note": "reason"}
     )
-    scale_note = "unstandardized path estimates (est / se)"
-    if standardized:
-        scale_note = (
-            "standardized estimates (std_all) with their own SE"
-            if standardized_se_column(estimates)
-            else "standardized estimates (std_all); sign evidence uses the unstandardized z "
-            "(est / se), since vaar.sem gives no SE for std_all"
-        )
+    scale_note = (
+        "standardized estimates (std_all); sign evidence uses the unstandardized z (est / se), "
+        "since vaar.sem gives no SE for std_all"
+        if standardized
+        else "unstandardized path estimates (est / se)"
+    )
     human = None
     if reference.human_group:
         rows = estimates[(estimates["op"] == "~") & (estimates["level"] == level)]

@@ -25,18 +25,12 @@ from vaar.alignment.reference import Reference, _as_path
 from vaar.errors import VaarError
 
 LOGLOSS_FLOOR = 1e-6  # per-path loss is capped at -ln(1e-6) = 13.8 instead of going to infinity
-STD_SE_COLUMNS = ("se_std_all", "std_se", "se_std")  # a standardized SE, if vaar.sem gives one
 EVIDENCE_COLUMNS = [
     "model", "lhs", "rhs", "role", "expected_sign", "est", "se", "z", "z_se", "pvalue",
     "evidence", "supports", "level", "scale", "note",
 ]  # fmt: skip
 SCORE_COLUMNS = ["model", "vaar_soft", "vaar_hard", "vaar_logloss", "n_paths", "level", "note"]
 REQUIRED = ("level", "group", "lhs", "op", "rhs", "est", "se")
-
-
-def standardized_se_column(estimates: pd.DataFrame) -> str | None:
-    """The column with a standard error of std_all, or None (then the unstandardized z is used)."""
-    return next((c for c in STD_SE_COLUMNS if c in estimates.columns), None)
 
 
 def path_evidence(
@@ -63,18 +57,17 @@ def path_evidence(
     if models is None:
         models = list(dict.fromkeys(rows["group"].astype(str)))
     models = [m for m in models if m != reference.human_group]
-    std_se = standardized_se_column(estimates) if standardized else None
     out = []
     for model in models:
         mine = rows[rows["group"].astype(str) == model]
         for path in paths:
             sign = reference.expected_sign(path)
             hit = mine[(mine["lhs"] == path.lhs) & (mine["rhs"] == path.rhs)]
-            out.append(_evidence_row(model, path, sign, hit, level, standardized, std_se, alpha))
+            out.append(_evidence_row(model, path, sign, hit, level, standardized, alpha))
     return pd.DataFrame(out, columns=EVIDENCE_COLUMNS)
 
 
-def _evidence_row(model, path, sign, hit, level, standardized, std_se, alpha) -> dict:
+def _evidence_row(model, path, sign, hit, level, standardized, alpha) -> dict:
     row = {
         "model": model, "lhs": path.lhs, "rhs": path.rhs, "role": path.role,
         "expected_sign": sign, "est": math.nan, "se": math.nan, "z": math.nan, "z_se": math.nan,
@@ -89,19 +82,11 @@ def _evidence_row(model, path, sign, hit, level, standardized, std_se, alpha) ->
     if not (math.isfinite(b) and math.isfinite(se) and se > 0):
         row.update(est=b, se=se, note=f"not estimable: est={b}, se={se}")
         return row
-    z, z_se = b / se, se  # the unstandardized Wald z; also for std_all unless it has an SE
+    z, z_se = b / se, se  # the unstandardized Wald z, also for std_all (it has no SE)
     pvalue = float(first["pvalue"]) if "pvalue" in first else math.nan
     if standardized:
-        b = float(first["std_all"])
-        if std_se is not None:
-            se = float(first[std_se])
-            if not (math.isfinite(b) and math.isfinite(se) and se > 0):
-                row.update(est=b, se=se, note=f"standardized path not estimable: {b}, se={se}")
-                return row
-            z, z_se, pvalue = b / se, se, math.nan
-        else:
-            se = math.nan
-            row["note"] = "standardized estimate; evidence uses the unstandardized z"
+        b, se = float(first["std_all"]), math.nan
+        row["note"] = "standardized estimate; evidence uses the unstandardized z"
     if not math.isfinite(pvalue):
         pvalue = float(2 * norm.sf(abs(z)))
     evidence = float(norm.cdf(sign * z))
