@@ -70,6 +70,13 @@ class OpenAIParams(HttpParams):
         "{type: json_object, schema}",
     )
     extra: dict = Field(default_factory=dict, description="more body fields, sent as given")
+    logprobs: int | None = Field(
+        None,
+        ge=1,
+        le=20,
+        description="ask for the top-N token log-probabilities and store the answer's "
+        "distribution over the numbers a model could write there (meta.answer_distribution)",
+    )
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = Field(
         None,
         description="for reasoning models (o-series, gpt-5): sent as reasoning_effort, with "

@@ -42,6 +42,31 @@ from vaar.config import ModelSpec
 CACHE_MIN_TOKENS = 1024  # both APIs' shortest cacheable prefix (Anthropic Sonnet/Opus)
 
 
+def token_logprobs(text: str, top: int) -> list[dict]:
+    """OpenAI-style `logprobs.content` for `text`: each number token is the likeliest of its
+    neighbours (p 0.7 itself, 0.12 each neighbour, the rest on a word)."""
+    import math
+    import re
+
+    out = []
+    for piece in re.findall(r"\d+|\D+", text):
+        alternatives = [(piece, 0.0)]
+        if piece.isdigit():
+            v = int(piece)
+            alternatives = [(piece, math.log(0.7)), (str(v + 1), math.log(0.12))]
+            if v > 0:
+                alternatives.append((str(v - 1), math.log(0.12)))
+            alternatives.append((" I", math.log(0.06)))
+        out.append(
+            {
+                "token": piece,
+                "logprob": alternatives[0][1],
+                "top_logprobs": [{"token": t, "logprob": lp} for t, lp in alternatives[:top]],
+            }
+        )
+    return out
+
+
 def plain(message: dict) -> dict:
     """A message with its content as one string (Anthropic content blocks joined)."""
     content = message["content"]
@@ -259,6 +284,11 @@ class FakeLLM:
                     "index": 0,
                     "message": {"role": "assistant", "content": text},
                     "finish_reason": "stop",
+                    **(
+                        {"logprobs": {"content": token_logprobs(text, body["top_logprobs"])}}
+                        if body.get("logprobs")
+                        else {}
+                    ),
                 }
             ],
             "usage": {

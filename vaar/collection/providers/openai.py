@@ -13,12 +13,17 @@ Reasoning models (params.reasoning_effort): sent with `reasoning_effort` and
 that return a local reasoning model's thoughts inline (`<think>...</think>`, as llama.cpp and
 Ollama do for Qwen3 or DeepSeek-R1 distills) have them cut off: the answer is parsed from the
 final text only, and the thoughts count as reasoning tokens when the server does not say.
+
+params.logprobs = N asks for `logprobs` with `top_logprobs` N; the answer's distribution over
+the numbers at the answer position (vaar.collection.logprobs) is stored with the turn's
+metadata as `answer_distribution`.
 """
 
 from __future__ import annotations
 
 import re
 
+from vaar.collection.logprobs import answer_distribution
 from vaar.collection.providers import ChatReply, ChatRequest, ProviderError
 from vaar.collection.providers.http import HttpProvider
 
@@ -59,6 +64,9 @@ class OpenAIProvider(HttpProvider):
             body["top_p"] = p.top_p
         if p.send_seed:
             body["seed"] = request.seed
+        if p.logprobs is not None:
+            body["logprobs"] = True
+            body["top_logprobs"] = p.logprobs
         if request.json_schema is not None and p.json_format == "json_object":
             body["response_format"] = {"type": "json_object", "schema": request.json_schema}
         elif request.json_schema is not None:
@@ -91,6 +99,7 @@ class OpenAIProvider(HttpProvider):
                 "system_fingerprint": data.get("system_fingerprint"),
                 "finish_reason": choice.get("finish_reason"),
                 "usage": usage,
+                **self._distribution(choice),
             },
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
@@ -98,3 +107,9 @@ class OpenAIProvider(HttpProvider):
             reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0)
             or len(thoughts) // 4,
         )
+
+    def _distribution(self, choice: dict) -> dict:
+        if self.params.logprobs is None:
+            return {}
+        content = (choice.get("logprobs") or {}).get("content")
+        return {"answer_distribution": answer_distribution(content)}
