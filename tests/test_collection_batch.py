@@ -176,3 +176,29 @@ def test_kill_9_mid_wave_resumes_by_polling_the_batch_in_flight(tmp_path):
         assert resent(fake) == []
         assert len(fake.batches) == 3 + 12
     assert answers(tmp_path / "out" / "collection.sqlite") == reference
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_max_cost_counts_a_batch_before_it_is_sent(tmp_path, provider):
+    reference = live_answers(tmp_path, provider)
+    with FakeBatchLLM() as fake:
+        s = parse_study(study_dict(tmp_path, provider, fake.base_url))
+        full = asyncio.run(
+            collect(s, progress=False, batch=True, batch_poll=POLL, prices={"m": PRICE})
+        )
+        limit = full.models["m"]["cost"] / 3
+    with FakeBatchLLM() as fake:
+        s = parse_study(study_dict(tmp_path, provider, fake.base_url, out="capped"))
+        capped = asyncio.run(
+            collect(
+                s, progress=False, batch=True, batch_poll=POLL, prices={"m": PRICE}, max_cost=limit
+            )  # fmt: skip
+        )
+        assert not capped.complete and "could be passed by the next batch" in capped.stopped
+        assert 0 < capped.models["m"]["cost"] <= limit  # never more than allowed
+        assert capped.models["m"]["failed"] == 0  # stopped, not failed
+        sent = len(fake.batches)
+        rest = asyncio.run(collect(s, progress=False, batch=True, batch_poll=POLL))
+        assert rest.complete and resent(fake) == []
+        assert len(fake.batches) == 15 and sent < 15
+    assert answers(rest.store_path) == reference

@@ -14,6 +14,10 @@ batch is recorded in the store (its provider id, its custom_ids) as soon as the 
 accepts it, and each result as soon as it is fetched. A killed `vaar collect` rerun asks the
 same requests again; those answered already are taken from the store, those in a batch still
 in flight wait for that batch (polled, not submitted again), and only the rest make a new batch.
+
+--max-cost counts a batch before it is sent (`budget`): at most its prompts plus max_tokens per
+request, at the batch price, reserved until its results are in; a wave that could pass the
+limit is not sent, and its sessions stop where they are (a rerun resumes them).
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ from vaar.collection.providers import ChatReply, ChatRequest, ProviderError
 
 POLL_INTERVAL = 30.0  # seconds between polls of a batch in flight
 MAX_RESUBMITS = 3  # a request that errored, or was left unfinished, goes again at most this often
+
+
+class BatchStopped(Exception):
+    """The wave was not sent (--max-cost): the session stops, unfailed, to resume later."""
 
 
 @dataclass
@@ -82,6 +90,7 @@ def custom_id(seed: int, body: dict) -> str:
 class _Waiting:
     body: dict
     future: asyncio.Future
+    messages: list[dict] = field(default_factory=list)
     tries: int = 0
     errors: list = field(default_factory=list)
 
@@ -100,6 +109,10 @@ class BatchedProvider:
         self.waiting: dict[str, _Waiting] = {}
         self.wave_task: asyncio.Task | None = None
         self.waves = 0
+        # --max-cost: reserve(messages of each request) -> USD reserved, or None to stop;
+        # release(USD) once the batch's results are in (set by the model run)
+        self.reserve = lambda requests: 0.0
+        self.release = lambda amount: None
 
     def __getattr__(self, name):  # name, params, model_id, base_url, start, close, ...
         return getattr(self.inner, name)
@@ -115,7 +128,7 @@ class BatchedProvider:
     async def complete(self, request: ChatRequest) -> ChatReply:
         body = self.inner.body(request)
         cid = custom_id(request.seed, body)
-        waiting = _Waiting(body, asyncio.get_running_loop().create_future())
+        waiting = _Waiting(body, asyncio.get_running_loop().create_future(), request.messages)
         self.waiting[cid] = waiting
         self._maybe_launch()
         data = await waiting.future
@@ -172,11 +185,17 @@ class BatchedProvider:
                 todo -= set(cids)
         todo -= set(outcomes)
         if todo:
-            requests = {cid: wave[cid].body for cid in sorted(todo)}
-            batch_id = await self.api.submit(requests)
-            self.store.record_batch(batch_id, self.model, self.waves, list(requests))
-            self.stats.batches += 1
-            outcomes.update(await self._finish(batch_id))
+            reserved = self.reserve([wave[cid].messages for cid in todo])
+            if reserved is None:
+                raise BatchStopped("max cost")
+            try:
+                requests = {cid: wave[cid].body for cid in sorted(todo)}
+                batch_id = await self.api.submit(requests)
+                self.store.record_batch(batch_id, self.model, self.waves, list(requests))
+                self.stats.batches += 1
+                outcomes.update(await self._finish(batch_id))
+            finally:
+                self.release(reserved)
         return outcomes
 
     async def _finish(self, batch_id: str) -> dict[str, Outcome]:

@@ -9,7 +9,7 @@ import json
 
 from aiolimiter import AsyncLimiter
 
-from vaar.collection.batch import BatchedProvider, batch_api
+from vaar.collection.batch import BatchedProvider, BatchStopped, batch_api
 from vaar.collection.cost import Usage, cost_of, price_for
 from vaar.collection.progress import ModelStats
 from vaar.collection.prompts import answer_schema
@@ -45,6 +45,7 @@ class ModelRun:
                 self.provider, api, run.store, spec.name, self.stats, run.batch_poll
             )
             self.rpm = self.tpm = None  # a batch is paced by the provider
+            self.batched.reserve, self.batched.release = self.reserve, self.release
         self.structured = bool(getattr(self.provider.params, "structured", False))
         self.aborted: str | None = None
         self.errors: dict[str, int] = {}
@@ -90,6 +91,26 @@ class ModelRun:
     def cost(self, usage: Usage) -> float:
         return cost_of(self.price, usage, batch=self.batched is not None)
 
+    def reserve(self, requests: list[list[dict]]) -> float | None:
+        """--max-cost for a batch about to be sent: the most it can cost (its prompts, and
+        max_tokens per reply) is reserved; None, and the run stops, if that could pass it."""
+        run = self.run
+        if run.max_cost is None:
+            return 0.0
+        max_tokens = getattr(self.provider.params, "max_tokens", 0)
+        worst = self.cost(Usage(sum(map(estimate_tokens, requests)), max_tokens * len(requests)))
+        if run.spent + run.in_flight + worst > run.max_cost:
+            run.stop_reason = (
+                f"max cost {run.max_cost} could be passed by the next batch (at most "
+                f"{worst:.4f} for {len(requests)} requests; spent {run.spent:.4f})"
+            )
+            return None
+        run.in_flight += worst
+        return worst
+
+    def release(self, amount: float) -> None:
+        self.run.in_flight -= amount
+
     # -- one turn ------------------------------------------------------------------------
     async def turn(self, turn, history: list[dict], seed: int, replicate: int) -> TurnResult:
         """Ask one turn (vaar.collection.turn), then count its answers and what it cost."""
@@ -130,6 +151,8 @@ class ModelRun:
             history = system_msg + [m for i in context for m in done[i].messages]
             try:
                 result = await self.turn(turn, history, seed, index)
+            except BatchStopped:  # --max-cost: the wave was not sent; a rerun resumes here
+                return
             except ProviderError as exc:
                 self.fail(sid, plan[turn.index :], str(exc), getattr(exc, "fatal", False))
                 return

@@ -54,13 +54,14 @@ class CollectionRun:
         self.personas = load_personas(study.session.personas)
         self.max_cost = max_cost
         self.spent = sum(u["cost"] for u in store.usage_by_model().values())  # earlier runs too
+        self.in_flight = 0.0  # USD reserved by batches sent and not yet answered
         self.stop_reason: str | None = None
         self.check_budget()
         self.models = [ModelRun(self, spec, prices) for spec in study.models]
 
     def check_budget(self) -> None:
         """Stop starting new turns once --max-cost is spent (earlier runs count too)."""
-        if self.max_cost is not None and self.spent >= self.max_cost:
+        if self.max_cost is not None and self.spent + self.in_flight >= self.max_cost:
             self.stop_reason = f"max cost {self.max_cost} reached (spent {self.spent:.4f})"
 
 
