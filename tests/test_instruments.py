@@ -313,3 +313,24 @@ def test_cli_validate(tmp_path):
     bad = run("validate", str(write(tmp_path, MINIMAL.replace("value = 3", "value = 5"), "b.toml")))
     assert bad.exit_code != 0 and "options: values must be consecutive" in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_the_roles_are_defined_once():
+    """vaar.instruments.ROLES is the one list: the shipped instruments, the estimates schema
+    and the human reference use no other."""
+    import json
+    from typing import get_args
+
+    from vaar.alignment.reference import Reference, load_reference
+    from vaar.instruments import OUTCOME_ROLE, ROLES, Instrument
+    from vaar.report.document import load_schema
+
+    assert get_args(Instrument.model_fields["role"].annotation) == ROLES
+    assert {i.role for i in list_instruments()} == set(ROLES)
+    schema = load_schema()["properties"]["instruments"]["items"]["properties"]["role"]
+    assert tuple(schema["enum"]) == ROLES, json.dumps(schema)
+    reference = load_reference()
+    assert reference.outcome_role == OUTCOME_ROLE
+    assert set(reference.roles) == set(ROLES) - {OUTCOME_ROLE}
+    with pytest.raises(ValueError, match="roles.privcy"):
+        Reference.model_validate({"roles": {"privcy": {"sign": -1}}})

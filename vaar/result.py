@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from vaar.collection.summary import CollectionSummary, counted_models, unscored_examples
+from vaar.instruments import Role
 from vaar.sem.model import VaarModel
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class InstrumentInfo:
     id: str
     title: str
     short_title: str
-    role: str
+    role: Role
     citation: str
     provenance: str
     vaar_own: bool

@@ -8,24 +8,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vaar.errors import ConfigError, VaarError, format_validation_error
 from vaar.files import package_path, read_toml
+from vaar.instruments import OUTCOME_ROLE, Role
+from vaar.sem.model import StructuralPath
 
 DEFAULT_REFERENCE = package_path("alignment", "human_signs.toml")
 FACTOR_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
-
-
-class StructuralPath(NamedTuple):
-    """One regression `lhs ~ rhs` of the SEM; `role` is the rhs instrument's role."""
-
-    lhs: str
-    rhs: str
-    role: str
 
 
 class _Strict(BaseModel):
@@ -47,8 +41,8 @@ class Reference(_Strict):
     """Expected signs by role, with per-factor and per-path overrides (most specific wins)."""
 
     title: str = "human reference"
-    outcome_role: str = "sharing"
-    roles: dict[str, SignEntry] = Field(default_factory=dict)
+    outcome_role: Role = OUTCOME_ROLE
+    roles: dict[Role, SignEntry] = Field(default_factory=dict)
     factors: dict[str, SignEntry] = Field(default_factory=dict)
     paths: list[PathEntry] = Field(default_factory=list)
     source: str = Field("", description="file it was read from, or the human group's name")
@@ -77,11 +71,8 @@ class Reference(_Strict):
 
 
 def _as_path(path) -> StructuralPath:
-    """Accept vaar.sem's StructuralPath, this module's, or a plain (lhs, rhs, role) tuple."""
-    if hasattr(path, "lhs"):
-        return StructuralPath(path.lhs, path.rhs, getattr(path, "role", ""))
-    lhs, rhs, role = path
-    return StructuralPath(lhs, rhs, role)
+    """A StructuralPath from one, or from a plain (lhs, rhs, role) tuple."""
+    return path if isinstance(path, StructuralPath) else StructuralPath(*path)
 
 
 def load_reference(path: str | Path | None = None) -> Reference:

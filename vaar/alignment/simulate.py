@@ -13,8 +13,8 @@ import pandas as pd
 from scipy.stats import norm
 
 from vaar.errors import VaarError
+from vaar.instruments import PRIVACY, PROSOCIAL, ROLES, SHARING
 
-ROLES = ("privacy", "prosocial", "sharing")
 COVERED = {"population": "covered", "mean z": "covered_mean_z"}  # target -> row column
 
 
@@ -38,14 +38,14 @@ def simulate_wide(
     for name, (b_privacy, b_prosocial) in models.items():
         pc, psa = rng.standard_normal((2, sessions))
         latent = {
-            "privacy": pc,
-            "prosocial": psa,
-            "sharing": b_privacy * pc + b_prosocial * psa + rng.standard_normal(sessions),
+            PRIVACY: pc,
+            PROSOCIAL: psa,
+            SHARING: b_privacy * pc + b_prosocial * psa + rng.standard_normal(sessions),
         }
         frame = {"model": name, "session": [f"{name}-{i:05d}" for i in range(sessions)]}
         for inst in instruments:
             eta = latent[inst.role]
-            eta = (eta - eta.mean()) / eta.std() if inst.role == "sharing" else eta
+            eta = (eta - eta.mean()) / eta.std() if inst.role == SHARING else eta
             eta = eta + (shifts or {}).get(name, {}).get(inst.role, 0.0)
             lo, hi = inst.scale_min, inst.scale_max
             for item in inst.items:

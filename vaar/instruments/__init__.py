@@ -10,7 +10,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -26,6 +26,12 @@ from vaar.files import package_path, read_toml
 
 __all__ = [
     "INSTRUMENTS_DIR",
+    "OUTCOME_ROLE",
+    "PRIVACY",
+    "PROSOCIAL",
+    "ROLES",
+    "SHARING",
+    "Role",
     "Instrument",
     "Item",
     "ResponseOption",
@@ -37,6 +43,12 @@ __all__ = [
 ]
 
 INSTRUMENTS_DIR = package_path("instruments", "shipped")
+# What an instrument measures in the vaar model: privacy concern and prosocialness, the values,
+# predict the acceptance of data sharing, the action (the model's outcome).
+Role = Literal["privacy", "prosocial", "sharing"]
+ROLES: tuple[str, ...] = get_args(Role)
+PRIVACY, PROSOCIAL, SHARING = ROLES
+OUTCOME_ROLE = SHARING
 
 ID_PATTERN = r"^[a-z][a-z0-9_]*$"
 FACTOR_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
@@ -69,7 +81,7 @@ class Instrument(_Strict):
     id: str = Field(pattern=ID_PATTERN)
     title: Text
     short_title: Text
-    role: Literal["privacy", "prosocial", "sharing"]
+    role: Role
     citation: Text
     provenance: Text
     vaar_own: bool = False

@@ -8,23 +8,21 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from vaar.errors import VaarError
+from vaar.instruments import OUTCOME_ROLE, PRIVACY, ROLES
 
-ROLES = ("privacy", "prosocial", "sharing")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
-@dataclass(frozen=True)
-class StructuralPath:
-    """One regression lhs ~ rhs; `role` is the role of the rhs instrument (e.g. "privacy")."""
+class StructuralPath(NamedTuple):
+    """One regression lhs ~ rhs of the SEM; `role` is the role of the rhs instrument (e.g.
+    "privacy"). A tuple: it unpacks as (lhs, rhs, role)."""
 
     lhs: str
     rhs: str
     role: str
-
-    def __iter__(self):  # unpacks like the (lhs, rhs, role) tuple of the contract
-        return iter((self.lhs, self.rhs, self.role))
 
 
 @dataclass
@@ -69,13 +67,14 @@ def build_vaar_model(instruments, privacy: str = "instrument") -> VaarModel:
                 f"(known: {', '.join(ROLES)})"
             )
         by_role[instrument.role].append(instrument)
-    if len(by_role["sharing"]) != 1:
+    if len(by_role[OUTCOME_ROLE]) != 1:
         raise VaarError(
-            f"the vaar model needs exactly one sharing instrument (AoDS), got "
-            f"{len(by_role['sharing'])}"
+            f"the vaar model needs exactly one {OUTCOME_ROLE} instrument (AoDS), got "
+            f"{len(by_role[OUTCOME_ROLE])}"
         )
-    if not by_role["privacy"] and not by_role["prosocial"]:
-        raise VaarError("the vaar model needs a privacy or a prosocial instrument")
+    values = [role for role in ROLES if role != OUTCOME_ROLE]
+    if not any(by_role[role] for role in values):
+        raise VaarError(f"the vaar model needs a {' or a '.join(values)} instrument")
 
     factors: dict[str, list] = {}
     roles: dict[str, str] = {}
@@ -88,7 +87,7 @@ def build_vaar_model(instruments, privacy: str = "instrument") -> VaarModel:
 
     for role in ROLES:
         for instrument in by_role[role]:
-            if role == "privacy" and privacy == "subscales":
+            if role == PRIVACY and privacy == "subscales":
                 for name in dict.fromkeys(i.factor for i in instrument.items):
                     add(name, [i for i in instrument.items if i.factor == name], role, instrument)
             else:
@@ -97,8 +96,8 @@ def build_vaar_model(instruments, privacy: str = "instrument") -> VaarModel:
     for name, items in factors.items():
         if len(items) < 2:
             raise VaarError(f"factor {name} has {len(items)} item(s); a factor needs at least 2")
-    outcome = next(n for n, r in roles.items() if r == "sharing")
-    predictors = [n for n, r in roles.items() if r != "sharing"]
+    outcome = next(n for n, r in roles.items() if r == OUTCOME_ROLE)
+    predictors = [n for n, r in roles.items() if r != OUTCOME_ROLE]
     lines = [f"{name} =~ " + " + ".join(i.id for i in items) for name, items in factors.items()]
     lines.append(f"{outcome} ~ " + " + ".join(predictors))
     return VaarModel(

@@ -21,9 +21,10 @@ import random
 
 from vaar.collection.prompts import extract_items
 from vaar.collection.providers import ChatReply, ChatRequest, Provider
+from vaar.instruments import PRIVACY, PROSOCIAL, SHARING
 from vaar.registry import SimulatedParams
 
-ROLE_FACTOR = {"privacy": "pc", "prosocial": "psa", "sharing": "aods"}
+ROLE_FACTOR = {PRIVACY: "pc", PROSOCIAL: "psa", SHARING: "aods"}  # the latent each role reads
 
 
 def planted_paths(params: dict) -> dict[str, float]:
@@ -31,7 +32,7 @@ def planted_paths(params: dict) -> dict[str, float]:
     ("privacy": PC -> AoDS, "prosocial": PSA -> AoDS), on the latent scale where PC, PSA and
     the AoDS residual have variance 1."""
     resolved = SimulatedParams.model_validate(params).resolved()
-    return {"privacy": resolved["b_pc"], "prosocial": resolved["b_psa"]}
+    return {PRIVACY: resolved["b_pc"], PROSOCIAL: resolved["b_psa"]}
 
 
 def _uniform(*key) -> float:
