@@ -20,9 +20,9 @@ import pandas as pd
 import pytest
 
 from vaar.alignment.simulate import long_from_wide, simulate_wide
+from vaar.invariance import RULES
 from vaar.report import build_estimates, write_report
 from vaar.report.document import SCHEMA_PATH, load_schema
-from vaar.sem.invariance import RULES
 
 ROLES = {"privacy": ("tpc", "PC"), "prosocial": ("tps", "PS"), "sharing": ("tsh", "SH")}
 PLANTED = {  # model -> (b privacy -> sharing, b prosocial -> sharing)
@@ -177,7 +177,7 @@ def test_html_shows_the_documents_numbers_and_escapes_llm_text(report_dir):
     for fit in doc["invariance"]["fits"]:
         if fit.get("cfi") is not None:
             assert f"{fit['cfi']:.3f}" in html
-    # the levels and the rule as vaar.sem.invariance defines them, not a copy in the page
+    # the levels and the rule as vaar.invariance defines them, not a copy in the page
     decision = doc["invariance"]["decision"]
     assert f"Levels fitted in order ({' → '.join(decision['levels_tested'])})" in html
     assert html_escape(RULES[decision["rule"]].description, quote=True) in html

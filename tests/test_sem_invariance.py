@@ -1,4 +1,4 @@
-"""The invariance levels and decision rules as data (vaar.sem.invariance): what each level name
+"""The invariance levels and decision rules as data (vaar.invariance): what each level name
 means, the tables R gets, and R's judgement of a comparison under each rule's criteria."""
 
 import math
@@ -7,9 +7,9 @@ import shutil
 import pandas as pd
 import pytest
 
+from vaar import invariance
 from vaar.errors import VaarError
-from vaar.sem import invariance
-from vaar.sem.invariance import level_of, levels_to_fit, parameter_class, r_tables
+from vaar.invariance import level_of, levels_to_fit, parameter_class, r_tables
 
 # Every name a fit of the ladder can carry: (parameter class, SRMR cut-off, partial search frees).
 ALL_LEVEL_NAMES = [

@@ -11,7 +11,7 @@ import click
 
 from vaar.config import INTERVAL_METHODS, VAAR_LEVELS, load_study
 from vaar.errors import VaarError
-from vaar.sem.invariance import ESTIMATORS
+from vaar.invariance import ESTIMATORS
 from vaar.sem.options import check_estimator, degenerate_option, ordered_option, parse_ordered
 
 MODEL_OPTIONS = ("estimator", "degenerate")  # the overrides that apply to a user's own model

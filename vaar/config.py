@@ -27,8 +27,8 @@ from pydantic import (
 
 from vaar.errors import ConfigError, VaarError, format_validation_error
 from vaar.files import folder_problem, read_text, read_toml
+from vaar.invariance import Degenerate, Estimator, Missing, StudyLevel
 from vaar.registry import provider_entry, validate_params
-from vaar.sem.invariance import Degenerate, Estimator, Missing, StudyLevel
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 # Validation context key: check the files and folders a study names (its personas, reference and

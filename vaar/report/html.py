@@ -14,8 +14,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from vaar.files import package_path
+from vaar.invariance import RULES
 from vaar.report import plots
-from vaar.sem.invariance import RULES
 
 TEMPLATES = package_path("report", "templates")
 

@@ -10,7 +10,7 @@ import click
 
 from vaar.errors import VaarError
 from vaar.files import folder_problem, make_folder, write_text
-from vaar.sem.invariance import DEFAULT_RULE, DEGENERATE, ESTIMATORS, RULES, STUDY_LEVELS
+from vaar.invariance import DEFAULT_RULE, DEGENERATE, ESTIMATORS, RULES, STUDY_LEVELS
 from vaar.sem.options import check_estimator, degenerate_option, ordered_option, parse_ordered
 
 

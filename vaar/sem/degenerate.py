@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vaar.errors import VaarError
-from vaar.sem.invariance import DEGENERATE as STRATEGIES
+from vaar.invariance import DEGENERATE as STRATEGIES
 
 if TYPE_CHECKING:  # no pandas at import: the command line's options name STRATEGIES
     import pandas as pd

@@ -1,5 +1,5 @@
 """The public fitting API: check the input, apply the degenerate-group strategy, run the R
-ladder (r/ladder.R: vaar_fit_ladder, with the levels and the rule of vaar.sem.invariance as
+ladder (r/ladder.R: vaar_fit_ladder, with the levels and the rule of vaar.invariance as
 tables) and wrap its plain-data result in a SemResult."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vaar import invariance
 from vaar.errors import VaarError
 from vaar.files import read_text
-from vaar.sem import bridge, invariance
+from vaar.sem import bridge
 from vaar.sem import syntax as lav_syntax
 from vaar.sem.degenerate import clean
 from vaar.sem.grammar import check_model
@@ -124,7 +125,7 @@ def fit_ladder(
     `estimator`: MLR for continuous data, WLSMV for ordinal data unless given. `ordered`:
     False (continuous, ML/MLR with FIML when data are missing), True (every observed variable
     ordinal, WLSMV/theta) or a list of ordinal variables. `levels` are the constrained levels
-    to try (configural is always fitted; vaar.sem.invariance). `rule`: one of
+    to try (configural is always fitted; vaar.invariance). `rule`: one of
     invariance.RULES; `thresholds` override its cut-offs. `equal_paths`: also test equal
     structural paths at the highest level that holds. `missing`: "fiml" (continuous data, when
     anything is missing) or "listwise" (complete sessions only; far faster with many items).
@@ -214,7 +215,7 @@ def _ordered(ordered, observed: list[str]) -> list[str]:
 def r_arguments(args: dict) -> dict:
     """The arguments of r/ladder.R's vaar_fit_ladder for a call's `args` (what fit_ladder
     records in SemResult.call): the levels, the equal-paths test and the rule become the
-    tables of vaar.sem.invariance. The bridge and the reproduction bundle both use this."""
+    tables of vaar.invariance. The bridge and the reproduction bundle both use this."""
     out = {k: v for k, v in args.items() if k not in ("levels", "equal_paths")}
     out.update(
         invariance.r_tables(

@@ -9,7 +9,7 @@ import re
 import click
 
 from vaar.errors import VaarError
-from vaar.sem.invariance import CONTINUOUS_ESTIMATORS, DEGENERATE, ORDINAL_ESTIMATORS
+from vaar.invariance import CONTINUOUS_ESTIMATORS, DEGENERATE, ORDINAL_ESTIMATORS
 
 ALL = "all"
 NAME = re.compile(r"^[A-Za-z.][A-Za-z0-9._]*$")  # an R name, as lavaan's observed variables

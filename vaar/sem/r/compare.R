@@ -1,6 +1,6 @@
 # Comparing two fitted levels: the changes in fit indices and the LRT between them
 # (vaar_difference), and whether a decision rule lets the constrained level hold
-# (vaar_judge). The rule comes as data, a table of criteria from vaar.sem.invariance:
+# (vaar_judge). The rule comes as data, a table of criteria from vaar.invariance:
 #   statistic  a field of the difference: d_cfi, d_rmsea, d_srmr, lrt_pvalue
 #   label      how the reason names it
 #   breach     drop (statistic <= -cut-off), rise (statistic >= cut-off), below (< cut-off)

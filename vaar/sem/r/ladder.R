@@ -2,7 +2,7 @@
 # (r/compare.R), decide the highest level that holds under a rule, optionally search for
 # partial invariance, test equal structural paths, and bootstrap the paths. Plain data only.
 #
-# What the levels are comes as data, the `ladder` table of vaar.sem.invariance (one row per
+# What the levels are comes as data, the `ladder` table of vaar.invariance (one row per
 # fit, in order; lists joined by commas):
 #   level    the level's name             partial  the name of its partial variant
 #   equal    its cumulative group.equal   frees    the operators a partial search may free

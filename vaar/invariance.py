@@ -5,7 +5,8 @@ vocabularies of fit_ladder's options.
 
 vaar.sem.ladder hands the levels and the rule to R (r/ladder.R) as tables (`r_tables`), the
 reproduction bundle writes the same tables next to analysis.R, the study config and the CLI
-take their choices from the types below, and the report its descriptions of the rules.
+take their choices from the types below, and the report its descriptions of the rules. A leaf
+module (of vaar it imports only vaar.errors), so the study config reads it without vaar.sem.
 """
 
 from __future__ import annotations
