@@ -129,6 +129,19 @@ def test_anthropic_history_is_read_from_the_cache_each_turn(tmp_path):
     assert first["cache_read_tokens"] > 0 and "reasoning_tokens" in first
 
 
+@pytest.mark.parametrize("ttl, control", [("5m", {"type": "ephemeral"}),
+                                          ("1h", {"type": "ephemeral", "ttl": "1h"})])  # fmt: skip
+def test_anthropic_cache_ttl(tmp_path, ttl, control):
+    with FakeLLM() as fake:
+        s = study(tmp_path, "anthropic", fake.base_url, sessions=1, params={"cache_ttl": ttl})
+        summary = asyncio.run(collect(s, progress=False))
+        bodies = list(fake.bodies)
+    marks = [b["cache_control"] for x in bodies for m in x["messages"]
+             if isinstance(m["content"], list) for b in m["content"]]  # fmt: skip
+    assert marks and all(c == control for c in marks)
+    assert summary.models["m"]["cache_read_tokens"] > 0
+
+
 def test_anthropic_prompt_cache_can_be_turned_off(tmp_path):
     with FakeLLM() as fake:
         s = study(tmp_path, "anthropic", fake.base_url, sessions=1, params={"prompt_cache": False})

@@ -117,6 +117,12 @@ class AnthropicParams(HttpParams):
         description="the model's minimum cacheable prompt length (1024 for Sonnet/Opus, "
         "2048 for Haiku): shorter prefixes get no breakpoint",
     )
+    cache_ttl: Literal["5m", "1h"] = Field(
+        "5m",
+        description="how long a cached prefix lives: 1h suits --batch, whose waves can be "
+        "minutes or hours apart (1h cache writes cost 2x input, not 1.25x: price cache_write "
+        "accordingly)",
+    )
     thinking_budget: int | None = Field(
         None,
         ge=1024,
@@ -126,6 +132,7 @@ class AnthropicParams(HttpParams):
     transport: ClassVar[frozenset[str]] = HttpParams.transport | {
         "prompt_cache",
         "cache_min_tokens",
+        "cache_ttl",
     }
 
     @model_validator(mode="after")

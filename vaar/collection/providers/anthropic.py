@@ -7,7 +7,8 @@ prompt (written to the cache, read by the next turn) and on the end of the previ
 prompt (read now), plus the system prompt when it is long enough to be cached alone. At most
 MAX_BREAKPOINTS (the API's limit) are set, and none on a prefix shorter than the model's
 minimum cacheable length (params.cache_min_tokens). The message texts are sent exactly as
-stored, so each prefix is byte-identical from turn to turn.
+stored, so each prefix is byte-identical from turn to turn. A cached prefix lives 5 minutes
+(refreshed by each hit); params.cache_ttl = "1h" asks for an hour, for --batch waves.
 
 Extended thinking (params.thinking_budget): sent as `thinking: {type: enabled, budget_tokens}`,
 never with temperature or top_k (the config refuses them). The answer is parsed from the text
@@ -22,7 +23,6 @@ from vaar.collection.providers.http import HttpProvider
 from vaar.collection.store import estimate_tokens
 
 MAX_BREAKPOINTS = 4  # cache_control blocks allowed per request
-EPHEMERAL = {"type": "ephemeral"}
 
 
 def breakpoints(system: list[dict], messages: list[dict], min_tokens: int) -> list[int]:
@@ -42,8 +42,9 @@ def breakpoints(system: list[dict], messages: list[dict], min_tokens: int) -> li
     return chosen[:MAX_BREAKPOINTS]
 
 
-def _cached(content: str) -> list[dict]:
-    return [{"type": "text", "text": content, "cache_control": EPHEMERAL}]
+def _cached(content: str, ttl: str) -> list[dict]:
+    control = {"type": "ephemeral"} if ttl == "5m" else {"type": "ephemeral", "ttl": ttl}
+    return [{"type": "text", "text": content, "cache_control": control}]
 
 
 class AnthropicProvider(HttpProvider):
@@ -73,12 +74,12 @@ class AnthropicProvider(HttpProvider):
             "model": self.model_id,
             "max_tokens": p.max_tokens,
             "messages": [
-                {**m, "content": _cached(m["content"])} if i in marks else m
+                {**m, "content": _cached(m["content"], p.cache_ttl)} if i in marks else m
                 for i, m in enumerate(messages)
             ],
         }
         if system:
-            body["system"] = _cached(system) if -1 in marks else system
+            body["system"] = _cached(system, p.cache_ttl) if -1 in marks else system
         for key in ("temperature", "top_p", "top_k"):
             if getattr(p, key) is not None:
                 body[key] = getattr(p, key)
