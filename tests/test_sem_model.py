@@ -137,7 +137,7 @@ def test_zero_variance_item_is_dropped_in_every_group():
 
 def test_exclude_group_and_fail_strategies():
     data = groups({"m1": {"x": [1, 2, 3, 4], "y": [2, 2, 2, 2], "z": [1, 3, 2, 4]},
-                   "m2": {"x": [2, 3, 1, 4], "y": [1, 2, 3, 4], "z": [4, 3, 2, 1]}})  # fmt: skip
+                   "m2": {"x": [2, 3, 1, 4], "y": [1, 2, 3, 4], "z": [4, 1, 3, 2]}})  # fmt: skip
     out = clean(data, "g", ["x", "y", "z"], ordered=False, strategy="exclude_group")
     assert out.items == ["x", "y", "z"]
     why = "item y: zero variance (every answer is 2)"
@@ -251,3 +251,26 @@ def test_r_cpus_follows_the_environment(monkeypatch):
     monkeypatch.setenv("VAAR_R_CPUS", "two")
     with pytest.raises(VaarError, match="VAAR_R_CPUS must be a whole number"):
         r_cpus()
+
+
+def test_a_group_with_repeated_answer_patterns_is_excluded_once_items_are_settled():
+    """Four of six sessions identical: a singular covariance matrix that lavaan refuses ("not
+    positive-definite"). Continuous data only; a zero-variance item is dropped first."""
+    repeats = {"x": [1, 1, 1, 1, 2, 5], "y": [2, 2, 2, 2, 3, 1], "z": [1, 1, 1, 1, 1, 2]}
+    varied = {k: v + [3] for k, v in VARIED.items()}
+    data = groups({"m1": varied, "rep": repeats})
+    out = clean(data, "g", ["x", "y", "z"], ordered=False, strategy="drop_items")
+    why = (
+        "its 6 sessions give 3 distinct answer patterns, spanning 2 of 3 dimensions: the sample "
+        "covariance matrix is singular (answers repeat or move together)"
+    )
+    assert out.excluded_groups == [{"group": "rep", "reason": why}]
+    assert out.items == ["x", "y", "z"]
+    assert (
+        clean(data, "g", ["x", "y", "z"], ordered=True, strategy="drop_items").excluded_groups == []
+    )
+    with pytest.raises(VaarError, match="group rep: its 6 sessions"):
+        clean(data, "g", ["x", "y", "z"], ordered=False, strategy="fail")
+    flat = groups({"m1": varied, "rep": {**repeats, "z": [4] * 6}})  # z: an item problem first
+    out = clean(flat, "g", ["x", "y", "z"], ordered=False, strategy="drop_items")
+    assert out.items == ["x", "y"] and [d["item"] for d in out.dropped_items] == ["z"]

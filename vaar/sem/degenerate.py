@@ -104,6 +104,34 @@ def group_problems(
     return []
 
 
+def singular_groups(data: pd.DataFrame, group: str, items: list[str], missing: str):
+    """Groups whose sessions leave the sample covariance matrix singular (answers that repeat
+    or move in lockstep, as a small LLM's do): lavaan would stop with "not positive-definite".
+    Judged on the complete sessions when those are what the fit uses (listwise, or nothing
+    missing in the group); with FIML and holes, lavaan's own estimate decides."""
+    import numpy as np
+
+    problems = []
+    for name, rows in data.groupby(group, sort=False):
+        values = rows[items]
+        if missing != "listwise" and values.isna().any().any():
+            continue
+        complete = values.dropna().to_numpy(float)
+        rank = int(np.linalg.matrix_rank(complete - complete.mean(axis=0)))
+        if rank < len(items):
+            patterns = len(np.unique(complete, axis=0))
+            problems.append(
+                Problem(
+                    str(name),
+                    None,
+                    f"its {len(complete)} sessions give {patterns} distinct answer patterns, "
+                    f"spanning {rank} of {len(items)} dimensions: the sample covariance matrix "
+                    "is singular (answers repeat or move together)",
+                )
+            )
+    return problems
+
+
 def item_problems(data: pd.DataFrame, group: str, items: list[str], ordered: bool):
     problems = []
     categories = {item: set(data[item].dropna().unique()) for item in items} if ordered else {}
@@ -136,9 +164,10 @@ def clean(
 ):
     """The data and items to fit, and what was dropped or excluded (with reasons). A group with
     no information for the model (every answer missing, one answer per item, too few usable
-    sessions) is excluded under every strategy but "fail"; `strategy` decides what happens to
-    items that are degenerate in some group. `answers` (optional): the answers as given when
-    `data` holds them scored, for the wording of reasons only."""
+    sessions, a singular covariance matrix once the items are settled) is excluded under every
+    strategy but "fail"; `strategy` decides what happens to items that are degenerate in some
+    group. `answers` (optional): the answers as given when `data` holds them scored, for the
+    wording of reasons only."""
     given = dict(tuple(answers.groupby(answers[group].astype(str)))) if answers is not None else {}
     if strategy not in STRATEGIES:
         raise VaarError(f"degenerate must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -153,7 +182,9 @@ def clean(
         ]
         per_item = item_problems(data, group, items, ordered)
         if not whole and not per_item:
-            break
+            whole = [] if ordered else singular_groups(data, group, items, missing)
+            if not whole:
+                break
         if strategy == "fail":
             reasons = "; ".join(p.text() for p in whole + per_item)
             raise VaarError(f"cannot fit the model (degenerate='fail'): {reasons}")
