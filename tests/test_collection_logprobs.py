@@ -11,7 +11,7 @@ import pytest
 
 from tests.fakes.fake_llm import FakeLLM, token_logprobs
 from vaar.collection import collect
-from vaar.collection.logprobs import answer_distribution
+from vaar.collection.logprobs import answer_distribution, for_options
 from vaar.collection.store import transcripts
 from vaar.config import parse_study
 
@@ -61,7 +61,26 @@ def test_fake_logprobs_put_the_answer_first():
     assert max(d["probs"], key=d["probs"].get) == "4" and d["mass"] == pytest.approx(0.94)
 
 
-def study(tmp_path, url, params, structured=False):
+@pytest.mark.parametrize(
+    "tokens, values, probs",
+    [
+        ("4", [1, 2, 3, 4], {"4": 0.7 / 0.82, "3": 0.12 / 0.82}),  # 5 is off the scale
+        ("3", [1, 2, 3, 4, 5], {"2": 0.12 / 0.94, "3": 0.7 / 0.94, "4": 0.12 / 0.94}),
+        ("9", [1, 2, 3], None),  # nothing on the scale
+        ("0", [0, 1], {"0": 0.7 / 0.82, "1": 0.12 / 0.82}),
+    ],
+)
+def test_for_options(tokens, values, probs):
+    d = for_options(answer_distribution(token_logprobs(tokens, 5)), values)
+    if probs is None:
+        assert d is None
+        return
+    assert d["probs"] == pytest.approx(probs, abs=1e-5)
+    assert d["mass"] == pytest.approx(sum(0.7 if v == int(tokens) else 0.12
+                                          for v in map(int, probs)), abs=1e-5)  # fmt: skip
+
+
+def study(tmp_path, url, params, structured=False, per_turn=1):
     return parse_study(
         {
             "name": "lp",
@@ -69,7 +88,7 @@ def study(tmp_path, url, params, structured=False):
             "sessions_per_model": 2,
             "instruments": ["westin"],
             "output_dir": str(tmp_path / "out"),
-            "session": {"max_reasks": 1},
+            "session": {"max_reasks": 1, "items_per_turn": per_turn},
             "models": [
                 {
                     "name": "m",
@@ -103,7 +122,7 @@ def test_distributions_are_stored_per_turn_and_exported(tmp_path):
     assert len(metas) == 2 * 3
     for meta in metas:
         d = meta["answer_distribution"]
-        assert max(d["probs"], key=d["probs"].get) in {"1", "2", "3", "4"}
+        assert set(d["probs"]) <= {"1", "2", "3", "4"}  # Westin's options only
         assert 0 < d["entropy"] < math.log(4)
     con = sqlite3.connect(summary.store_path)
     labels_only = con.execute("SELECT COUNT(*) FROM answers WHERE raw NOT GLOB '*[0-9]*'")
@@ -111,6 +130,14 @@ def test_distributions_are_stored_per_turn_and_exported(tmp_path):
     exported = [t["meta"]["answer_distribution"] for s in transcripts(summary.store_path)
                 for t in s["turns"]]  # fmt: skip
     assert exported == [m["answer_distribution"] for m in metas]
+
+
+def test_a_block_of_items_gets_no_distribution(tmp_path):
+    with FakeLLM() as fake:
+        s = study(tmp_path, fake.base_url, {"logprobs": 5}, per_turn=3)
+        summary = asyncio.run(collect(s, progress=False))
+    metas, _ = distributions(summary.store_path)
+    assert metas and all(m["answer_distribution"] is None for m in metas)
 
 
 def test_no_distribution_unless_asked(tmp_path):

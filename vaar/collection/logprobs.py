@@ -2,12 +2,11 @@
 (OpenAI `logprobs` with `top_logprobs`; llama.cpp's server in the same shape).
 
 The answer position is the first generated token that is a number (in free text "4", "I'd say
-4", and in JSON `{"answer": 4}` alike). Its top alternatives that are numbers too, the
-response options a model could have written there, give the distribution: their
-probabilities renormalised over the numbers (`mass` says how much of the token's probability
-they held), the expected value and the entropy (in nats). Inline thoughts (up to the last
-`</think>` token) are skipped. The numbers are not checked against
-the instrument's options here: an out-of-scale number keeps its (usually tiny) share.
+4", and in JSON `{"answer": 4}` alike); inline thoughts (up to the last `</think>` token) are
+skipped. Its top alternatives that are numbers too give the distribution: their probabilities
+renormalised over the numbers (`mass` says how much of the token's probability they held), the
+expected value and the entropy (in nats). The model run then keeps it only for a one-item turn
+(in a block the first number is an item number), over the instrument's options (`for_options`).
 """
 
 from __future__ import annotations
@@ -47,3 +46,22 @@ def answer_distribution(content: list[dict] | None) -> dict | None:
             "entropy": round(-sum(p * math.log(p) for p in probs.values() if p > 0), 6),
         }
     return None
+
+
+def for_options(distribution: dict | None, values: list[int]) -> dict | None:
+    """The distribution over the response options only, renormalised (`mass` then says how
+    much of the answer token's probability the options held); None if it gave them none."""
+    if not distribution:
+        return None
+    kept = {v: distribution["probs"].get(str(v), 0.0) * distribution["mass"] for v in values}
+    mass = sum(kept.values())
+    if mass <= 0:
+        return None
+    probs = {v: p / mass for v, p in kept.items() if p > 0}
+    return {
+        "position": distribution["position"],
+        "probs": {str(v): round(p, 6) for v, p in probs.items()},
+        "mass": round(mass, 6),
+        "expected": round(sum(v * p for v, p in probs.items()), 6),
+        "entropy": round(-sum(p * math.log(p) for p in probs.values()), 6),
+    }

@@ -11,6 +11,7 @@ from aiolimiter import AsyncLimiter
 
 from vaar.collection.batch import BatchedProvider, BatchStopped, batch_api
 from vaar.collection.cost import Usage, cost_of, price_for
+from vaar.collection.logprobs import for_options
 from vaar.collection.progress import ModelStats
 from vaar.collection.prompts import answer_schema
 from vaar.collection.providers import ChatReply, ChatRequest, ProviderError, provider_class
@@ -121,6 +122,11 @@ class ModelRun:
             return self.ask(messages, seed, schema, replicate, turn.instrument)
 
         result = await ask_turn(ask, turn, history, self.run.study.session.max_reasks)
+        if "answer_distribution" in result.meta:  # params.logprobs: one item, its options
+            one = len(turn.items) == 1
+            values = [o.value for o in turn.instrument.options]
+            found = result.meta["answer_distribution"] if one else None
+            result.meta = {**result.meta, "answer_distribution": for_options(found, values)}
         statuses = [answer.status for answer in result.answers]
         self.stats.refused += statuses.count("refused")
         self.stats.invalid += statuses.count("invalid")
