@@ -202,3 +202,18 @@ def test_max_cost_counts_a_batch_before_it_is_sent(tmp_path, provider):
         assert rest.complete and resent(fake) == []
         assert len(fake.batches) == 15 and sent < 15
     assert answers(rest.store_path) == reference
+
+
+def test_progress_shows_waves_batch_state_and_eta():
+    from rich.console import Console
+
+    from vaar.collection.progress import ModelStats, _table
+
+    stats = ModelStats("m", sessions=4, batch_wave=3, batch_waves_planned=15)
+    stats.batch_state, stats.batches, stats.batch_seconds = "in_progress 2/4", 3, 30.0
+    assert "wave 3/15 (in_progress 2/4), 3 batches, 0 resubmitted" in stats.line()
+    assert stats.eta() == pytest.approx(10.0 * 12)  # the mean wave so far, 12 waves to go
+    console = Console(record=True, width=200)
+    console.print(_table([stats, ModelStats("live")]))
+    text = console.export_text()
+    assert "wave 3/15" in text and "live" in text
