@@ -27,7 +27,7 @@ from pydantic import (
 
 from vaar.errors import ConfigError, VaarError, format_validation_error
 from vaar.files import folder_problem, read_text, read_toml
-from vaar.invariance import Degenerate, Estimator, Missing, StudyLevel
+from vaar.invariance import BASELINE, Degenerate, Estimator, Missing, StudyLevel
 from vaar.registry import provider_entry, validate_params
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -39,7 +39,7 @@ CHECK_FILES = "check_files"
 IntervalMethod = Literal["percentile", "basic-z", "basic-est"]
 INTERVAL_METHODS: tuple[str, ...] = get_args(IntervalMethod)
 # The invariance level whose paths VAAR scores: configural, or the highest the ladder supports.
-VaarLevel = Literal["configural", "highest"]
+VaarLevel = Literal[BASELINE, "highest"]
 VAAR_LEVELS: tuple[str, ...] = get_args(VaarLevel)
 
 

@@ -22,6 +22,7 @@ from vaar.alignment.reference import Reference, _as_path
 from vaar.alignment.scores import path_evidence, scores_from_evidence, sign_metrics
 from vaar.config import INTERVAL_METHODS
 from vaar.errors import VaarError
+from vaar.invariance import BASELINE
 from vaar.sem.result import json_records
 
 METRICS = ("vaar_soft", "vaar_hard", "vaar_logloss")
@@ -35,7 +36,7 @@ class RefitSpec:
     syntax: str
     paths: tuple
     reference: Reference
-    level: str = "configural"
+    level: str = BASELINE
     estimator: str = "MLR"
     ordered: bool | tuple = False  # or the ordinal variables' names
     degenerate: str = "drop_items"
@@ -67,7 +68,7 @@ def refit_draw(spec: RefitSpec, data: pd.DataFrame, seed: int, draw: int | None)
     )
     try:
         evidence = _fit_evidence(spec, sample, models)
-        if spec.level == "configural" and len(models) > 1:
+        if spec.level == BASELINE and len(models) > 1:
             evidence = _refit_alone(spec, sample, evidence)
         scores = scores_from_evidence(evidence, spec.level)
     except Exception as exc:  # a failed refit is data for the result, not a crash
@@ -147,7 +148,7 @@ def fit_failure(sem_result) -> str:
     """lavaan's own reason why a fit failed: its errors at the configural level, else any."""
     diagnostics = sem_result.diagnostics
     messages = [str(m) for m in diagnostics.get("errors") or diagnostics.get("warnings") or []]
-    first = [m for m in messages if m.startswith("configural:")] or messages
+    first = [m for m in messages if m.startswith(f"{BASELINE}:")] or messages
     return "; ".join(first) or "lavaan gave no estimates and no message"
 
 
@@ -183,7 +184,7 @@ class BootstrapResult:
     failed_fits: list[dict] = field(default_factory=list)
     confidence: float = 0.95
     seed: int = 0
-    level: str = "configural"
+    level: str = BASELINE
     method: str = INTERVAL_METHODS[0]
     alpha: float = 0.05
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from vaar.errors import ConfigError, VaarError, format_validation_error
 from vaar.files import package_path, read_toml
 from vaar.instruments import OUTCOME_ROLE, Role
+from vaar.invariance import BASELINE
 from vaar.sem.model import StructuralPath
 
 DEFAULT_REFERENCE = package_path("alignment", "human_signs.toml")
@@ -90,7 +91,7 @@ def load_reference(path: str | Path | None = None) -> Reference:
 
 
 def reference_from_group(
-    estimates: pd.DataFrame, paths, group: str, *, level: str = "configural"
+    estimates: pd.DataFrame, paths, group: str, *, level: str = BASELINE
 ) -> Reference:
     """A reference whose signs are the signs of `group`'s own path estimates at `level`.
 

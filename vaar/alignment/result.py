@@ -27,6 +27,7 @@ from vaar.alignment.reference import (
 from vaar.alignment.scores import LOGLOSS_FLOOR, scores_from_evidence
 from vaar.config import INTERVAL_METHODS
 from vaar.errors import VaarError
+from vaar.invariance import BASELINE
 from vaar.sem.result import json_records
 
 FORMULA_NOTE = (
@@ -89,7 +90,7 @@ def resolve_level(sem_result, level: str) -> tuple[str, str]:
     estimates = sem_result.estimates
     fitted = list(dict.fromkeys(estimates["level"])) if len(estimates) else []
     if not fitted:  # nothing to score; align() lists every model with lavaan's reason
-        level = "configural" if level == "highest" else level
+        level = BASELINE if level == "highest" else level
         return level, f"{level} model, which could not be fitted"
     if level == "highest":
         decision = getattr(sem_result, "decision", None) or {}
@@ -103,7 +104,7 @@ def resolve_level(sem_result, level: str) -> tuple[str, str]:
         reason = f"highest supported invariance level under {rule}: {highest}"
         level = highest
     else:
-        reason = f"{level} model, as requested" if level != "configural" else (
+        reason = f"{level} model, as requested" if level != BASELINE else (
             "configural model (paths free in every group)"
         )  # fmt: skip
     if level not in fitted:
@@ -118,7 +119,7 @@ def align(
     model_paths,
     reference: Reference | None = None,
     *,
-    level: str = "configural",
+    level: str = BASELINE,
     standardized: bool = False,
     alpha: float = 0.05,
     models: list[str] | None = None,

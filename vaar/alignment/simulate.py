@@ -14,6 +14,7 @@ from scipy.stats import norm
 
 from vaar.errors import VaarError
 from vaar.instruments import PRIVACY, PROSOCIAL, ROLES, SHARING
+from vaar.invariance import BASELINE
 
 COVERED = {"population": "covered", "mean z": "covered_mean_z"}  # target -> row column
 
@@ -112,7 +113,7 @@ def fit_configural(data: pd.DataFrame, instruments):
 
     model = build_vaar_model(instruments)
     fit = fit_ladder(
-        score_items(data, instruments), model.syntax, "model", levels=["configural"],
+        score_items(data, instruments), model.syntax, "model", levels=[BASELINE],
         equal_paths=False,
     )  # fmt: skip
     return fit, model

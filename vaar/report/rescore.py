@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from vaar.errors import VaarError
+from vaar.invariance import BASELINE
 
 
 def _fmt(value) -> str:
@@ -24,7 +25,7 @@ def _fmt(value) -> str:
 @click.option("--reference", type=click.Path(dir_okay=False), help="Human reference TOML file.")
 @click.option("--human-group", help="Take the signs from this group of the data (not scored).")
 @click.option(
-    "--level", default="configural", show_default=True, help="configural, highest, or a level."
+    "--level", default=BASELINE, show_default=True, help="configural, highest, or a level."
 )
 @click.option("--standardized", is_flag=True, help="Score std_all instead of est.")
 @click.option("--alpha", default=0.05, show_default=True, help="Significance level of VAAR_hard.")
