@@ -451,7 +451,7 @@ def test_worker_process_and_cli(hs, tmp_path):
     from click.testing import CliRunner
 
     from vaar.sem.commands import sem_fit
-    from vaar.sem.worker import RPool
+    from vaar.sem.pool import RPool
 
     with RPool(1) as pool:
         in_worker = pool.submit(fit_ladder, hs, HS_CFA, "school", levels=["configural"])

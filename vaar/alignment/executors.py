@@ -1,6 +1,6 @@
 """Where bootstrap refits run: local R workers by default, a Dask cluster on request.
 
-Embedded R is single-threaded, so every refit runs in an R worker of vaar.sem.worker (a process
+Embedded R is single-threaded, so every refit runs in an R worker (vaar.sem.worker: a process
 that owns its own R). Locally that is an RPool of them. Dask runs tasks on worker *threads*, so
 each Dask worker process hands its tasks to its own R worker (run_in_r_process); that needs
 non-daemonic Dask workers (DASK_DISTRIBUTED__WORKER__DAEMON=False).
@@ -14,7 +14,7 @@ from concurrent.futures import Executor
 from contextlib import contextmanager
 
 from vaar.errors import VaarError
-from vaar.sem.worker import RPool, run_in_r_process
+from vaar.sem.pool import RPool, run_in_r_process
 
 
 @contextmanager

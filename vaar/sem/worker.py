@@ -3,10 +3,9 @@ an embedded R and runs one call at a time.
 
 Embedded R is single-threaded, not thread-safe and cannot be forked safely, so R work that runs
 beside other work (the service's jobs, the bootstrap's refits, a Dask worker's tasks) runs in
-R workers: `RProcess` is one supervised worker (the service drives it from asyncio, see
-vaar.service.worker), `RPool` is N of them behind the concurrent.futures Executor interface
-(the bootstrap's local workers), and `run_in_r_process` is the calling process's own worker
-(for Dask workers, whose tasks run on threads).
+R workers: `RProcess` here is one supervised worker (the service drives it from asyncio, see
+vaar.service.worker); vaar.sem.pool puts N of them behind the concurrent.futures Executor
+interface (the bootstrap's refits), or gives a process its own (for Dask's threads).
 
 The caller talks to a worker over a pipe: ("call", target, args, kwargs, progress) in;
 ("progress", stage, fraction)*, then ("ok", result) or ("error", message) out. A worker that
@@ -16,28 +15,29 @@ caller gets WorkerLost with the reason.
 Defence in depth (docs/service.md, threat model): the spawned process replaces itself at once
 (exec) by a fresh interpreter that sees only worker_environment() (what R and Python need; no
 API keys, no token), runs in a private temporary directory that is also its HOME and TMPDIR,
-removed when the worker stops, in a process group of its own (killed with R's forks), and ends
-itself once its parent is gone. (Starting R changes LD_LIBRARY_PATH; vaar.sem.bridge puts it
-back, so workers started after R load their own libpython.)
+removed when the worker stops, in a process group of its own (killed with R's forks), and it
+ends with that group once its parent is gone (_die_with_parent, _end_group). A worker runs no
+thread of its own: R forks it to fit levels side by side, and a fork of a process with a second
+Python thread can inherit a lock that thread held, and hang. (Starting R changes
+LD_LIBRARY_PATH; vaar.sem.bridge puts it back, so workers started after R load their own
+libpython.)
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
+import ctypes
 import importlib
 import multiprocessing
 import os
-import queue
 import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_any
 from pathlib import Path
@@ -45,6 +45,10 @@ from pathlib import Path
 from vaar.errors import VaarError
 
 _SPAWN = multiprocessing.get_context("spawn")
+# Every worker is started from this one thread: the kernel's parent-death signal fires when the
+# *thread* that started a process ends, and this one lasts as long as the process.
+_LAUNCHER = ThreadPoolExecutor(1, thread_name_prefix="vaar-r-launcher")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 # All an R worker sees of its parent's environment: what R and Python need to run, and the
 # vaar settings a job reads. Nothing else (API keys, VAAR_TOKEN, cloud credentials) is passed.
@@ -105,10 +109,11 @@ def _resolve(target: str | Callable) -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
-def _child_main(conn, warmup: str | None, r_cpus: int | None, home: str) -> None:
+def _child_main(conn, warmup: str | None, r_cpus: int | None, home: str, parent: int) -> None:
     """The spawned process: leave the parent's environment behind (exec), then serve."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     os.setpgrp()  # its own process group: R's forked helpers (vaar.sem) end with the worker
+    _die_with_parent(parent)
     try:
         fd = conn.fileno()
         os.set_inheritable(fd, True)  # the pipe to the parent survives the exec
@@ -131,23 +136,29 @@ _ISOLATED = (
 def _isolated_main() -> None:
     """The worker after the exec: sys.argv is [-c, package root, pipe fd, warm-up]."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _end_group)
     _, _, fd, warmup = sys.argv
-    _die_with_parent()
     _serve(Connection(int(fd)), warmup or None)
 
 
-def _die_with_parent() -> None:
-    """A daemon thread ends this process once its parent is gone (killed, crashed), so no R
-    worker is orphaned. (Polling, not PR_SET_PDEATHSIG: that fires when the spawning *thread*
-    ends.)"""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1)
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel for SIGTERM once the thread that spawned this process ends (always the
+    parent's launcher thread, which lasts as long as the parent); it is kept across the exec,
+    where _end_group handles it. Linux only (elsewhere a worker whose parent died ends at its
+    next read of the pipe)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the prctl
         os._exit(1)
 
-    threading.Thread(target=watch, name="vaar-parent-watch", daemon=True).start()
+
+def _end_group(_signum, _frame) -> None:
+    """SIGTERM (the parent is gone, or stops): kill the worker's process group, R's forks too,
+    which would otherwise hang once their master is gone. A worker busy in R gets here when R
+    calls back into Python or returns; an idle one at once."""
+    os.killpg(0, signal.SIGKILL)
 
 
 def _serve(conn, warmup: str | None) -> None:
@@ -241,11 +252,11 @@ class RProcess:
         self._home = tempfile.mkdtemp(prefix=f"vaar-{self.name}-")  # mode 0700
         process = _SPAWN.Process(
             target=_child_main,
-            args=(child, self.warmup, self.r_cpus, self._home),
+            args=(child, self.warmup, self.r_cpus, self._home, os.getpid()),
             name=f"vaar-{self.name}",
             daemon=True,
         )
-        process.start()
+        _LAUNCHER.submit(process.start).result()  # see _die_with_parent
         child.close()
         self._process, self._conn, self._kill_reason = process, parent, None
 
@@ -333,92 +344,3 @@ class RProcess:
             reason = self._kill_reason or f"the R worker process stopped unexpectedly ({how})"
             raise WorkerLost(reason)
         return None
-
-
-class RPool(Executor):
-    """`workers` R workers, all started now, behind the Executor interface: submit(fn, *args,
-    **kwargs) runs a module-level fn in the next free one. A worker that dies fails its call
-    with WorkerLost and is restarted for the next."""
-
-    def __init__(self, workers: int, *, start_timeout: float = 120.0, name: str = "r"):
-        self._start_timeout = start_timeout
-        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._closed = False
-        self._processes = [RProcess(f"{name}-{i}") for i in range(workers)]
-        try:
-            for process in self._processes:  # spawn all, then wait: they start in parallel
-                process.launch()
-            for process in self._processes:
-                process.wait_ready(start_timeout)
-        except BaseException:
-            for process in self._processes:
-                process.stop()
-            raise
-        self._threads = [
-            threading.Thread(target=self._serve, args=(p,), name=f"vaar-{p.name}", daemon=True)
-            for p in self._processes
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, fn, /, *args, **kwargs) -> Future:
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("cannot schedule new calls after shutdown")
-            future: Future = Future()
-            self._tasks.put((future, fn, args, kwargs))
-        return future
-
-    def _serve(self, process: RProcess) -> None:
-        while (task := self._tasks.get()) is not None:
-            future, fn, args, kwargs = task
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                if not process.alive:
-                    process.start(self._start_timeout)
-                future.set_result(process.call(fn, args, kwargs))
-            except BaseException as exc:  # noqa: BLE001 - the caller gets it from the future
-                future.set_exception(exc)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        if cancel_futures:
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    self._tasks.get_nowait()[0].cancel()
-        for _ in self._threads:
-            self._tasks.put(None)
-        if not wait:
-            for process in self._processes:
-                process.kill("the pool was shut down")
-        for thread in self._threads:
-            thread.join()
-        for process in self._processes:
-            process.stop()
-
-
-_OWN: RProcess | None = None
-_OWN_LOCK = threading.Lock()
-
-
-def run_in_r_process(fn, *args, **kwargs):
-    """Run fn in this process's own R worker (started on first use, one call at a time): for
-    callers on threads, such as the tasks of a Dask worker."""
-    global _OWN
-    if multiprocessing.current_process().daemon:
-        raise VaarError(
-            "this Dask worker is a daemonic process and cannot start its R process; start the "
-            "workers with DASK_DISTRIBUTED__WORKER__DAEMON=False"
-        )
-    with _OWN_LOCK:
-        if _OWN is None:
-            _OWN = RProcess("r-own")
-            atexit.register(_OWN.stop)
-        if not _OWN.alive:
-            _OWN.start()
-        return _OWN.call(fn, args, kwargs)
