@@ -1,10 +1,14 @@
 """Collection throughput against a fake OpenAI-compatible server with fixed latency L.
 
-With C sessions in flight and every reply taking L seconds, no client can do better than C/L
-requests per second; this prints the measured rate and its ratio to that bound for each C
-(target >= 0.9 at C=256, L=200 ms), the client's CPU time per request (everything vaar does
-per turn: history, parsing, the store commit, HTTP), and the peak memory of a 100k-answer run
-with the simulated provider (no HTTP) in a fresh process.
+Sessions are the demo protocol's: 38 one-item turns (iuipc10, psa, aods), each carrying the
+whole session so far as history. With C sessions in flight and every reply taking L seconds,
+no client can do better than C/L requests per second; this prints the measured rate and its
+ratio to that bound for each C (issue 15's target: >= 0.95 at C=256, L=200 ms), the client's
+CPU time per request (everything vaar does per turn: history, the reply-cache key, parsing,
+the store commit, HTTP), the client CPU of one turn at turn 1 vs turn 38 (one session at a
+time against a zero-latency server: is the cost of a turn independent of the history it
+carries?), and the peak memory of a 100k-answer run with the simulated provider (no HTTP) in
+a fresh process.
 
 The fake server (tests/fakes/fake_llm.py) runs in a process of its own, so client and server
 each get a core, and answers every item "3" (a valid answer the client still parses and
@@ -28,7 +32,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-INSTRUMENTS = ["aods"]  # 12 items: short sessions, so many sessions start and finish
+INSTRUMENTS = ["iuipc10", "psa", "aods"]  # the demo protocol: 38 one-item turns
+TURNS = 38
 
 
 def start_server(port: int, latency: float) -> subprocess.Popen:
@@ -83,7 +88,7 @@ def study(out: Path, url: str, concurrency: int, sessions: int):
 def throughput(url: str, concurrency: int, latency: float, seconds: float) -> dict:
     from vaar.collection import collect
 
-    turns_per_session = 12
+    turns_per_session = TURNS
     bound = concurrency / latency  # requests per second
     # whole waves of C sessions, all of one length, so no slot idles at the end of the run
     waves = max(1, round(seconds / (turns_per_session * latency)))
@@ -108,6 +113,34 @@ def throughput(url: str, concurrency: int, latency: float, seconds: float) -> di
         "ratio_to_bound": round(requests / wall / bound, 3),
         "client_cpu_us_per_request": round(cpu / requests * 1e6, 1),
     }
+
+
+def per_turn_cpu(url: str, sessions: int) -> dict[int, float]:
+    """Client CPU (us) of ModelRun.turn by turn index, one session at a time (nothing else
+    runs in this process meanwhile), median over `sessions` sessions."""
+    import statistics
+
+    from vaar.collection import collect
+    from vaar.collection.model_run import ModelRun
+
+    by_turn: dict[int, list[float]] = {}
+    original = ModelRun.turn
+
+    async def timed(self, turn, *args, **kwargs):
+        cpu = time.process_time()
+        result = await original(self, turn, *args, **kwargs)
+        by_turn.setdefault(turn.index + 1, []).append(time.process_time() - cpu)
+        return result
+
+    ModelRun.turn = timed
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = asyncio.run(collect(study(Path(tmp), url, 1, sessions), progress=False))
+    finally:
+        ModelRun.turn = original
+    if not summary.complete:
+        raise RuntimeError("\n".join(summary.lines()))
+    return {t: statistics.median(v) * 1e6 for t, v in sorted(by_turn.items())}
 
 
 def memory_run(answers: int) -> dict:
@@ -151,6 +184,7 @@ def memory_run(answers: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument("--turn-sessions", type=int, default=30, help="per-turn CPU run (0: skip)")
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--seconds", type=float, default=15, help="target run length per C")
     parser.add_argument("--answers", type=int, default=100_000, help="memory run size (0: skip)")
@@ -179,6 +213,21 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(10)
+    if args.turn_sessions:
+        port = free_port()
+        server = start_server(port, 0.0)
+        try:
+            cpu = per_turn_cpu(f"http://127.0.0.1:{port}/v1", args.turn_sessions)
+        finally:
+            server.terminate()
+            server.wait(10)
+        first, last = cpu[1], cpu[TURNS]
+        print(
+            f"client CPU of one turn (median of {args.turn_sessions} sessions): turn 1 "
+            f"{first:.0f} us, turn {TURNS} {last:.0f} us -> ratio {last / first:.2f} "
+            f"(turns 2-5: {', '.join(f'{cpu[t]:.0f}' for t in range(2, 6))} us)",
+            flush=True,
+        )
     if args.answers:
         out = subprocess.run(
             [sys.executable, __file__, "--memory-run", str(args.answers)],

@@ -21,7 +21,7 @@ in batches, and both.
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -83,7 +83,7 @@ class Usage:
     reasoning: int = 0
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+        return Usage(*(getattr(self, f) + getattr(other, f) for f in _USAGE_FIELDS))
 
     @classmethod
     def of(cls, reply) -> Usage:
@@ -95,6 +95,9 @@ class Usage:
             reply.cache_write_tokens,
             reply.reasoning_tokens,
         )
+
+
+_USAGE_FIELDS = tuple(f.name for f in fields(Usage))
 
 
 def cost_of(price: dict | None, usage: Usage, batch: bool = False) -> float:

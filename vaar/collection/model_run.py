@@ -4,9 +4,6 @@ every completed turn committed to the store at once."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 from aiolimiter import AsyncLimiter
 
 from vaar.collection.batch import BatchedProvider, BatchStopped, batch_api
@@ -15,6 +12,7 @@ from vaar.collection.logprobs import for_options
 from vaar.collection.progress import ModelStats
 from vaar.collection.prompts import answer_schema
 from vaar.collection.providers import ChatReply, ChatRequest, ProviderError, provider_class
+from vaar.collection.reply_key import SessionKeys
 from vaar.collection.sessions import derive_seed, plan_session, select_history, session_id
 from vaar.collection.store import AnswerRow, TurnRecord, estimate_tokens
 from vaar.collection.turn import TurnResult, ask_turn
@@ -59,21 +57,16 @@ class ModelRun:
         }
 
     # -- one request -----------------------------------------------------------------------
-    def cache_key(self, messages, seed, replicate, instrument) -> str:
-        """sha256 of everything that can change a reply (see docs/collection.md)."""
-        key = {
-            **self._key_base,
-            "seed": seed,
-            "messages": messages,
-            "replicate": replicate,
-            "instrument": self.run.instrument_hashes[instrument.id],
-        }
-        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    def session_keys(self, seed: int, replicate: int, system_msg: list[dict]) -> SessionKeys:
+        """The reply-cache keys of one session: sha256 of everything that can change a reply
+        (see docs/collection.md), hashed incrementally (vaar.collection.reply_key)."""
+        return SessionKeys({**self._key_base, "seed": seed, "replicate": replicate}, system_msg)
 
-    async def ask(self, messages, seed, schema, replicate, instrument) -> tuple[ChatReply, str]:
+    async def ask(self, messages, seed, schema, key_of) -> tuple[ChatReply, str]:
+        """One request; `key_of(messages)` its reply-cache key (None: not cached)."""
         key = ""
-        if self.provider.cacheable:
-            key = self.cache_key(messages, seed, replicate, instrument)
+        if key_of is not None:
+            key = key_of(messages)
             hit = (self.run.cache or self.run.store).cached_reply(key)
             if hit is not None:
                 self.stats.cached += 1
@@ -113,13 +106,18 @@ class ModelRun:
         self.run.in_flight -= amount
 
     # -- one turn ------------------------------------------------------------------------
-    async def turn(self, turn, history: list[dict], seed: int, replicate: int) -> TurnResult:
-        """Ask one turn (vaar.collection.turn), then count its answers and what it cost."""
+    async def turn(self, turn, history: list[dict], seed: int, key_of=None) -> TurnResult:
+        """Ask one turn (vaar.collection.turn), then count its answers and what it cost.
+        `key_of(this turn's messages)`: the reply-cache key (SessionKeys.for_turn)."""
         use_schema = self.structured and self.provider.supports_json_schema
         schema = answer_schema(turn.instrument, len(turn.items)) if use_schema else None
+        n = len(history)
+
+        def own(messages):
+            return key_of(messages[n:])
 
         def ask(messages):
-            return self.ask(messages, seed, schema, replicate, turn.instrument)
+            return self.ask(messages, seed, schema, own if key_of else None)
 
         result = await ask_turn(ask, turn, history, self.run.study.session.max_reasks)
         if "answer_distribution" in result.meta:  # params.logprobs: one item, its options
@@ -150,13 +148,26 @@ class ModelRun:
         store.start_session(sid, self.spec.name, index, seed, system, retry_errors)
         done = store.load_turns(sid)
         system_msg = [{"role": "system", "content": system}]
+        keys = None
+        if self.provider.cacheable:
+            keys = self.session_keys(seed, index, system_msg)
+            for record in done:
+                keys.add_turn(record.messages)
+        history, carried = list(system_msg), []  # the last turn's history and its turns
         for turn in plan[len(done) :]:
             if run.stop_reason or self.aborted:
                 return
             context = self.context(done, turn, system_msg)
-            history = system_msg + [m for i in context for m in done[i].messages]
+            if context[: len(carried)] == carried:  # the whole session: only the new turns
+                history += [m for i in context[len(carried) :] for m in done[i].messages]
+            else:  # (nothing keeps `history` past its turn: ask_turn sends copies)
+                history = system_msg + [m for i in context for m in done[i].messages]
+            carried = context
+            key_of = None
+            if keys is not None:
+                key_of = keys.for_turn(context, run.instrument_hashes[turn.instrument.id])
             try:
-                result = await self.turn(turn, history, seed, index)
+                result = await self.turn(turn, history, seed, key_of)
             except BatchStopped:  # --max-cost: the wave was not sent; a rerun resumes here
                 return
             except ProviderError as exc:
@@ -179,6 +190,8 @@ class ModelRun:
             if result.cache_rows and run.cache:
                 run.cache.put(result.cache_rows)
             done.append(result.record)
+            if keys is not None:
+                keys.add_turn(result.record.messages)
             run.check_budget()
         self.stats.done += 1
 

@@ -31,7 +31,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from vaar.errors import VaarError
+
+
+def _json(value) -> str:
+    """JSON text for a store column: orjson, many times faster than json on the hot path."""
+    return orjson.dumps(value).decode()
+
 
 BUSY_TIMEOUT = 5.0  # seconds to wait for another connection's write lock before failing
 STORE_FILE = "collection.sqlite"  # a study's store in its output_dir
@@ -376,7 +384,7 @@ class Store:
         )
         out = []
         for turn, instrument, messages in rows:
-            msgs = json.loads(messages)
+            msgs = orjson.loads(messages)
             out.append(TurnRecord(turn, instrument, msgs, estimate_tokens(msgs)))
         return out
 
@@ -440,10 +448,10 @@ class Store:
                 session,
                 record.turn,
                 record.instrument,
-                json.dumps(context),
-                json.dumps(record.messages),
-                json.dumps(request),
-                json.dumps(meta),
+                _json(context),
+                _json(record.messages),
+                _json(request),
+                _json(meta),
                 usage.prompt,
                 usage.completion,
                 cost,

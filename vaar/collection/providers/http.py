@@ -11,12 +11,12 @@ clients (vaar.collection.batch) send their uploads, creations and polls through 
 from __future__ import annotations
 
 import email.utils
-import json
 import os
 import time
 from typing import ClassVar
 
 import aiohttp
+import orjson
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -185,7 +185,7 @@ class HttpProvider(Provider):
             if form is not None:
                 payload = form()
             elif body is not None:
-                payload = json.dumps(body).encode()
+                payload = orjson.dumps(body)
                 headers = {**headers, "Content-Type": "application/json"}
             else:
                 payload = None
@@ -222,7 +222,7 @@ class HttpProvider(Provider):
                 if raw:
                     return data
                 try:
-                    return json.loads(data)
+                    return orjson.loads(data)
                 except ValueError:
                     raise RetryableError(
                         "5xx", f"{url} answered with something that is not JSON: {text[:100]!r}"
