@@ -3,6 +3,8 @@ and clear errors for bad input. (The analysed end-to-end batch is in test_report
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from click.testing import CliRunner
 
@@ -57,6 +59,38 @@ def test_a_report_folder_is_its_store(tmp_path):
     jobs = find_jobs([folder])
     assert [(j.name, j.data_file) for j in jobs] == [("demo-study", store)]
     assert [j.name for j in find_jobs([store])] == ["demo-study"]
+
+
+def _other_database(path):
+    """Another application's SQLite file, with a `meta` table of its own."""
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+        con.execute("INSERT INTO meta VALUES ('study', 'not-ours')")
+    con.close()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda p: _store(p, "recorded"), "recorded"),  # a vaar store names its study
+        (lambda p: _store(p, ""), "answers"),  # no name recorded: the file's
+        (lambda p: _touch(p), "answers"),  # an empty file
+        (lambda p: _touch(p, "not a database at all"), "answers"),
+        (_other_database, "answers"),  # its `meta` is not a vaar store's
+        (lambda p: p.mkdir() or p, None),  # a folder named like a store: a batch, no study
+    ],
+)
+def test_a_store_is_named_by_its_study_else_by_its_file(tmp_path, make, name):
+    path = make(tmp_path / "answers.sqlite")
+    if name is None:
+        with pytest.raises(VaarError, match="no study found"):
+            find_jobs([path])
+        return
+    assert [j.name for j in find_jobs([path])] == [name]
+    folder = name if name != "answers" else tmp_path.name  # the folder holding that one store
+    assert [j.name for j in find_jobs([tmp_path])] == [folder]
 
 
 def test_find_jobs_makes_names_unique(tmp_path):
@@ -115,4 +149,4 @@ def test_analyze_cli_says_own_models_get_no_vaar_options(tmp_path):
     args = ["analyze", str(table), "--model", str(lav), "--group", "model", "--bootstrap", "5"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
-    assert "only --estimator applies" in result.output
+    assert "without VAAR: only --estimator" in result.output
