@@ -146,9 +146,28 @@ def analyze(
     from vaar.data.inputs import find_jobs
     from vaar.files import folder_problem
     from vaar.pipeline import run_jobs
-    from vaar.report.index import write_index
-    from vaar.sem.ladder import read_model_file
 
+    ordered = _model_options(model_file, group, estimator, ordered)
+    problem = folder_problem(out_root)  # before any study is fitted, not after
+    if problem:
+        raise VaarError(f"--out: {problem}")
+    overrides = {
+        "estimator": estimator, "human_group": human_group, "vaar_level": vaar_level,
+        "standardized": standardized, "bootstrap": bootstrap,
+        "interval_method": interval_method, "scheduler": scheduler, "workers": workers,
+        "degenerate": degenerate,
+    }  # fmt: skip
+    user_model = _user_model(model_file, group, ordered, overrides)
+    jobs = find_jobs(list(inputs))
+    click.echo(f"[vaar] {len(jobs)} stud{'y' if len(jobs) == 1 else 'ies'} to analyse")
+    outcomes = run_jobs(jobs, out_root, overrides=overrides, user_model=user_model, echo=click.echo)
+    if not _report_outcomes(outcomes, out_root, title):
+        sys.exit(1)
+
+
+def _model_options(model_file, group, estimator, ordered):
+    """The checks of --model, --group, --estimator and --ordered that read no file; the
+    parsed --ordered."""
     if (model_file is None) != (group is None):
         raise VaarError("--model and --group go together: give both (or neither)")
     ordered = parse_ordered(ordered)
@@ -159,26 +178,30 @@ def analyze(
             "--ordered goes with --model: vaar's own model treats every item as ordinal "
             "under --estimator WLSMV"
         )
-    problem = folder_problem(out_root)  # before any study is fitted, not after
-    if problem:
-        raise VaarError(f"--out: {problem}")
-    user_model = (read_model_file(model_file), group) if model_file else None
-    overrides = {
-        "estimator": estimator, "human_group": human_group, "vaar_level": vaar_level,
-        "standardized": standardized, "bootstrap": bootstrap,
-        "interval_method": interval_method, "scheduler": scheduler, "workers": workers,
-        "degenerate": degenerate,
-    }  # fmt: skip
-    if user_model:
-        if any(v is not None for k, v in overrides.items() if k not in MODEL_OPTIONS):
-            raise VaarError(
-                "--model fits your own model without VAAR: only --estimator, --ordered and "
-                "--degenerate apply"
-            )
-        overrides["ordered"] = ordered
-    jobs = find_jobs(list(inputs))
-    click.echo(f"[vaar] {len(jobs)} stud{'y' if len(jobs) == 1 else 'ies'} to analyse")
-    outcomes = run_jobs(jobs, out_root, overrides=overrides, user_model=user_model, echo=click.echo)
+    return ordered
+
+
+def _user_model(model_file, group, ordered, overrides: dict) -> tuple[str, str] | None:
+    """(model syntax, group column) for --model, None without; the options that apply to a
+    user's own model stay in `overrides`, any other is an error."""
+    from vaar.sem.ladder import read_model_file
+
+    if not model_file:
+        return None
+    user_model = (read_model_file(model_file), group)
+    if any(v is not None for k, v in overrides.items() if k not in MODEL_OPTIONS):
+        raise VaarError(
+            "--model fits your own model without VAAR: only --estimator, --ordered and "
+            "--degenerate apply"
+        )
+    overrides["ordered"] = ordered
+    return user_model
+
+
+def _report_outcomes(outcomes, out_root: Path, title: str) -> bool:
+    """The batch index (more than one study) and a line per study; True if all went well."""
+    from vaar.report.index import write_index
+
     if len(outcomes) > 1:
         index = write_index(out_root, outcomes, title)
         click.echo(f"[vaar] index: {index}")
@@ -189,8 +212,7 @@ def analyze(
             click.echo(f"  ok      {outcome.name}: {outcome.report}")
         else:
             click.echo(f"  FAILED  {outcome.name} ({outcome.source}): {outcome.error}", err=True)
-    if failed:
-        sys.exit(1)
+    return not failed
 
 
 COMMANDS = [validate, run, analyze]
