@@ -271,6 +271,8 @@ def test_a_group_with_repeated_answer_patterns_is_excluded_once_items_are_settle
     )
     with pytest.raises(VaarError, match="group rep: its 6 sessions"):
         clean(data, "g", ["x", "y", "z"], ordered=False, strategy="fail")
+    both = groups({"rep1": repeats, "rep2": repeats})  # every group: the items, not a group
+    assert clean(both, "g", ["x", "y", "z"], ordered=False, strategy="fail").excluded_groups == []
     flat = groups({"m1": varied, "rep": {**repeats, "z": [4] * 6}})  # z: an item problem first
     out = clean(flat, "g", ["x", "y", "z"], ordered=False, strategy="drop_items")
     assert out.items == ["x", "y"] and [d["item"] for d in out.dropped_items] == ["z"]

@@ -183,8 +183,8 @@ def clean(
         per_item = item_problems(data, group, items, ordered)
         if not whole and not per_item:
             whole = [] if ordered else singular_groups(data, group, items, missing)
-            if not whole:
-                break
+            if not whole or len({p.group for p in whole}) == data[group].nunique():
+                break  # none, or singular everywhere: the items, not a group (lavaan says so)
         if strategy == "fail":
             reasons = "; ".join(p.text() for p in whole + per_item)
             raise VaarError(f"cannot fit the model (degenerate='fail'): {reasons}")
