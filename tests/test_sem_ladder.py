@@ -133,6 +133,8 @@ def test_decision_and_outputs(hs_result):
     )
     assert r.versions["lavaan"].startswith("0.6")
     assert "lavaan" in r.lavaan_output["configural"]
+    # lavaan's text without its fit measures (the fit table has them, computed once)
+    assert "Comparative Fit Index" not in r.lavaan_output["configural"]
     doc = r.to_dict()
     assert doc["decision"]["highest"] == "metric"
     assert doc["diagnostics"]["missing"] == "listwise"

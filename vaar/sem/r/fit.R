@@ -169,9 +169,10 @@ vaar_describe <- function(run, baseline_fit = NULL) {
   if (!is.null(stat_group) && length(stat_group) == length(labels)) {
     out$group_fits <- data.frame(level = level, group = labels, chisq = as.numeric(stat_group))
   }
+  # lavaan's own text, without its fit measures: fitMeasures() gave them above (row), and
+  # summary(fit.measures = TRUE) would compute them again (0.13 s a level, demo-sized fit)
   out$summary <- paste(
-    vaar_capture(capture.output(summary(fit, fit.measures = TRUE, standardized = TRUE,
-                                        rsquare = TRUE)))$value,
+    vaar_capture(capture.output(summary(fit, standardized = TRUE, rsquare = TRUE)))$value,
     collapse = "\n"
   )
   out
