@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from vaar.sem.identification import judge
+
 ESTIMATE_COLUMNS = [
     "level", "group", "lhs", "op", "rhs", "label", "est", "se", "z", "pvalue",
     "ci_lower", "ci_upper", "std_all",
@@ -80,14 +82,16 @@ class SemResult:
             "flags": flags.to_dict(orient="records"),
             "missing": (raw.get("options") or {}).get("missing"),
         }  # fmt: skip
+        fits = _frame(raw.get("fits"), FIT_COLUMNS)
+        decision, comparisons = judge(decision, fits, _frame(raw.get("comparisons")), flags)
         equal = _frame(raw.get("equal_paths"))
         summaries = raw.get("summaries") or {}
         if isinstance(summaries, str):
             summaries = {"configural": summaries}
         return cls(
             estimates=_frame(raw.get("estimates"), ESTIMATE_COLUMNS),
-            fits=_frame(raw.get("fits"), FIT_COLUMNS),
-            comparisons=_frame(raw.get("comparisons")),
+            fits=fits,
+            comparisons=comparisons,
             decision=decision,
             diagnostics=diagnostics,
             lavaan_output=dict(summaries),
