@@ -132,9 +132,9 @@ def test_dask_cluster_on_loopback_gives_the_same_draws(fitted, local_result):
 
 
 def test_a_broken_group_does_not_take_the_other_models_draw_with_it(fitted):
-    """At the configural level groups share no parameter, yet lavaan fails the whole joint fit
-    for one group with a singular covariance matrix. The draw refits the others alone, and
-    their scores equal a joint fit without the broken group (same resampled sessions)."""
+    """lavaan fails a whole joint fit for one group with a singular covariance matrix. vaar.sem
+    now excludes such a group before the fit, with its reason, so the draw scores the others,
+    and their scores equal a joint fit without the broken group (same resampled sessions)."""
     spec = refit_spec(fitted, PATHS, load_reference(), "configural")
     good = fitted.data[fitted.data["model"].isin(["aligned", "null"])]
     broken = good[good["model"] == "null"].assign(model="broken")
@@ -145,8 +145,8 @@ def test_a_broken_group_does_not_take_the_other_models_draw_with_it(fitted):
     expected = pd.DataFrame(without["scores"]).set_index("model")
     assert with_broken["error"] is None
     assert math.isnan(scores.loc["broken", "vaar_soft"])
-    assert "refitted alone" in scores.loc["broken", "note"]
-    assert "positive-definite" in scores.loc["broken", "note"]
+    assert "excluded by vaar.sem" in scores.loc["broken", "note"]
+    assert "covariance matrix is singular" in scores.loc["broken", "note"]
     for model in ("aligned", "null"):  # equal up to the optimizer's convergence tolerance
         for metric in ("vaar_soft", "vaar_hard", "vaar_logloss"):
             assert scores.loc[model, metric] == pytest.approx(expected.loc[model, metric], abs=1e-5)
