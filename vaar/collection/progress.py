@@ -66,7 +66,6 @@ class ModelStats(ProviderHooks):
             + (f", eta {eta:.0f}s" if eta is not None else "")
         )
 
-
     def wave(self) -> str:
         return (
             f"wave {self.batch_wave}/{self.batch_waves_planned} ({self.batch_state}), "
