@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 from fakes.disk import tmpfs  # noqa: F401  (fixture)
+from fakes.fixtures import ladder_call
 
 from vaar.collection import collect
 from vaar.config import parse_study
@@ -138,7 +139,7 @@ def test_a_bundle_onto_a_full_disk_leaves_no_partial_file(tmpfs):  # noqa: F811
     from vaar.sem import write_bundle
 
     sem = SimpleNamespace(
-        call={"syntax": "f =~ x1 + x2 + x3", "args": {"group": "model", "estimator": "MLR"}},
+        call=ladder_call("f =~ x1 + x2 + x3"),
         data=FRAME,
         to_dict=lambda: {"estimates": []},
     )

@@ -19,6 +19,7 @@ import aiohttp
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from fakes.fixtures import ladder_call
 from fakes.injection import FAMILIES, hostile_models
 
 from vaar.cli import main as cli
@@ -225,12 +226,12 @@ def test_batch_runner_records_the_refusal_per_study(hs_csv, tmp_path):
 def test_bundle_writer_refuses_a_model_it_cannot_vouch_for(tmp_path):
     data = pd.DataFrame({"g": ["a", "b"], "x1": [1.0, 2.0]})
     for _, path, line in hostile_files(tmp_path):
-        sem = SimpleNamespace(call={"syntax": path.read_text(), "args": {"group": "g"}},
-                              data=data, to_dict=dict)  # fmt: skip
+        call = ladder_call(path.read_text(), group="g")
+        sem = SimpleNamespace(call=call, data=data, to_dict=dict)
         with pytest.raises(ModelSyntaxError, match=f"^the model to reproduce, line {line}: "):
             write_bundle(tmp_path / "bundle", sem)
     assert not (tmp_path / "bundle").exists() and canaries(tmp_path) == []
     # a legitimate model is written as checked: one statement per line, no comments
-    call = {"syntax": "f =~ x1 + # c\n x2; g =~ x3 + x4", "args": {"group": "g"}}
+    call = ladder_call("f =~ x1 + # c\n x2; g =~ x3 + x4", group="g")
     write_bundle(tmp_path / "bundle", SimpleNamespace(call=call, data=data, to_dict=dict))
     assert (tmp_path / "bundle" / "model.lav").read_text() == "f =~ x1 + x2\ng =~ x3 + x4\n"

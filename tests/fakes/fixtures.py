@@ -107,3 +107,26 @@ def smollm2_server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def ladder_call(syntax: str, **args) -> dict:
+    """A SemResult.call as fit_ladder records it (vaar.sem.ladder), for tests that hand-build a
+    result to write a reproduction bundle from; `args` override the defaults."""
+    from vaar import invariance
+
+    defaults = {
+        "group": "model",
+        "estimator": "MLR",
+        "ordered": [],
+        "levels": [invariance.BASELINE],
+        "rule": invariance.DEFAULT_RULE,
+        "thresholds": dict(invariance.DEFAULT_THRESHOLDS),
+        "partial": False,
+        "max_free": 0,
+        "equal_paths": False,
+        "bootstrap": 0,
+        "ncpus": 1,
+        "seed": 0,
+        "missing": "fiml",
+    }
+    return {"function": "vaar_fit_ladder", "syntax": syntax, "args": {**defaults, **args}}
