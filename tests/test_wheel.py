@@ -66,8 +66,10 @@ def installed(tmp_path_factory):
     site = Path(where.stdout.strip())
     # the dependencies from this venv; its .pth files (vaar's editable finder) are not read
     (site / "deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    pip = [sys.executable, "-m", "pip", "--python", python]
-    run(*pip, "install", "-q", "--no-deps", "--no-index", wheel, cwd=tmp)
+    # --ignore-installed: this venv's vaar (its dist-info is visible through the .pth) is not
+    # the wheel's, whatever pip would otherwise conclude from the same version number
+    pip = [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps"]
+    run(*pip, "--no-index", "--ignore-installed", wheel, cwd=tmp)
 
     elsewhere = tmp / "elsewhere"
     elsewhere.mkdir()
