@@ -85,18 +85,27 @@ def _model_data(data: pd.DataFrame, group: str, observed: list[str]) -> pd.DataF
     frame = data[[group, *observed]].copy()
     frame[group] = frame[group].astype(str)
     for column in observed:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        for bad, what in (
-            (frame[column].notna() & values.isna(), "non-numeric"),
-            (np.isinf(values), "infinite"),
-        ):
-            if bad.any():
-                row = int(bad.to_numpy().nonzero()[0][0])
-                value = frame[column].iloc[row]
-                shown = repr(value) if isinstance(value, str) else f"{float(value):g}"
-                raise VaarError(f"column {column}: {what} value {shown} in row {row + 1}")
-        frame[column] = values.astype(float)
+        bad = first_bad_number(frame[column])
+        if bad:
+            row, shown, what = bad
+            raise VaarError(f"column {column}: {what} value {shown} in row {row + 1}")
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     return frame.reset_index(drop=True)
+
+
+def first_bad_number(values: pd.Series) -> tuple[int, str, str] | None:
+    """The first cell of a model variable that is not a finite number (empty cells are missing
+    answers): its 0-based position, the value as shown to a user and what is wrong with it
+    ("non-numeric" or "infinite"); None when every cell is fine. The ladder and the service's
+    upload checks both use it."""
+    converted = pd.to_numeric(values, errors="coerce")
+    bad = (values.notna() & converted.isna()) | np.isinf(converted)
+    if not bad.any():
+        return None
+    position = int(bad.to_numpy().nonzero()[0][0])
+    value = values.iloc[position]
+    shown = repr(value) if isinstance(value, str) else f"{float(value):g}"
+    return position, shown, "infinite" if np.isinf(converted.iloc[position]) else "non-numeric"
 
 
 def fit_ladder(

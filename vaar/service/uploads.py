@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 from aiohttp import BodyPartReader, MultipartReader, web
 
@@ -20,7 +19,7 @@ from vaar.data import check_csv
 from vaar.errors import ConfigError, VaarError
 from vaar.files import parse_toml
 from vaar.sem.grammar import ModelSyntaxError, check_model
-from vaar.sem.ladder import check_groups
+from vaar.sem.ladder import check_groups, first_bad_number
 
 DATA_SUFFIXES = (".csv", ".tsv", ".txt")
 TEXT_FIELD_LIMIT = 256 * 1024  # model syntax, study TOML, group name
@@ -253,16 +252,10 @@ def check_group(table: pd.DataFrame, group: str) -> None:
 def check_numeric(table: pd.DataFrame, columns: list[str]) -> None:
     """The variables lavaan will use must be finite numbers (empty cells: missing answers)."""
     for column in columns:
-        values = table[column]
-        converted = pd.to_numeric(values, errors="coerce")
-        bad_rows = values.index[(converted.isna() & values.notna()) | np.isinf(converted)]
-        if len(bad_rows):
-            first = bad_rows[0]  # +2 below: 1-based, after the header
-            value = values[first]
-            shown = repr(value) if isinstance(value, str) else f"{float(value):g}"
-            raise unprocessable(
-                f"column {column!r} must be numeric; line {first + 2} holds {shown}"
-            )
+        bad = first_bad_number(table[column])
+        if bad:
+            row, shown, _ = bad  # +2 below: the file's line, 1-based, after the header
+            raise unprocessable(f"column {column!r} must be numeric; line {row + 2} holds {shown}")
 
 
 def check_model_variables(table: pd.DataFrame, group: str, observed: list[str]) -> None:
