@@ -15,12 +15,12 @@ from vaar.errors import VaarError
 from vaar.files import package_path
 
 R_DIR = package_path("sem", "r")
-R_FILES = ("call.R", "fit.R", "ordinal.R", "compare.R", "ladder.R")
+R_FILES = ("call.R", "fit.R", "ordinal.R", "compare.R", "ladder.R", "lrt.R")
 
-# The r/*.R functions that read a lavaan model, and the model's position among their
-# arguments: every model passes the allow-list (vaar.sem.grammar) here, on its way into R,
+# The r/*.R functions that read a lavaan model (or a list of models), and its position among
+# their arguments: every model passes the allow-list (vaar.sem.grammar) here, on its way into R,
 # whichever path it came by.
-MODEL_ARGUMENT = {"vaar_parse": 0, "vaar_fit_ladder": 1}
+MODEL_ARGUMENT = {"vaar_parse": 0, "vaar_fit_ladder": 1, "vaar_lrt_refits": 1}
 
 _lock = threading.Lock()
 _sourced = False
@@ -131,4 +131,6 @@ def _checked_model(function: str, args: tuple) -> tuple:
     i = MODEL_ARGUMENT[function]
     if len(args) <= i:
         raise VaarError(f"{function}: the lavaan model argument is missing")
-    return (*args[:i], check_model(args[i]), *args[i + 1 :])
+    model = args[i]  # one model text, or a list of them (vaar_lrt_refits)
+    checked = [check_model(m) for m in model] if isinstance(model, list) else check_model(model)
+    return (*args[:i], checked, *args[i + 1 :])

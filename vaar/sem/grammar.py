@@ -77,6 +77,11 @@ RESERVED = frozenset(
 _STRING_LABEL = re.compile(rf"{NAME}(?:(?:=~|~~|~\*~|<~|~|\|)(?:{NAME}|1))?")
 
 
+def is_parameter_name(text: str) -> bool:
+    """A lavaan parameter name as group.partial takes it ("x1~1", "f=~x2", "x1|t1")."""
+    return isinstance(text, str) and _STRING_LABEL.fullmatch(text) is not None
+
+
 def check_model(syntax: str, source: str = "invalid lavaan model syntax") -> str:
     """The model rebuilt from its tokens (one statement per line, comments gone) when every
     statement fits the grammar; ModelSyntaxError naming `source`, the line and the offending

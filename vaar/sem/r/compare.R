@@ -18,8 +18,9 @@ vaar_pick_index <- function(a, b, base) {
   base
 }
 
-vaar_lrt <- function(fit_free, fit_constrained) {
-  res <- vaar_capture(lavTestLRT(fit_free, fit_constrained))
+# `method`: lavTestLRT's scaled-difference method ("default": lavaan's choice for the estimator)
+vaar_lrt <- function(fit_free, fit_constrained, method = "default") {
+  res <- vaar_capture(lavTestLRT(fit_free, fit_constrained, method = method))
   out <- list(chisq_diff = NA_real_, df_diff = NA_real_, lrt_pvalue = NA_real_,
               lrt_method = NA_character_, lrt_error = res$error)
   if (!is.null(res$value)) {
