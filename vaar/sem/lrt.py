@@ -21,11 +21,12 @@ from vaar.sem.grammar import check_model, render
 from vaar.sem.syntax import SOURCE, split_statement, term_variable
 from vaar.sem.tokens import split_statements
 
-# lavTestLRT's method per estimator. ML: the plain difference of the chi-squares. MLR: Satorra &
+# lavTestLRT's method per estimator. ML: "default", there the plain difference of the
+# chi-squares (lavaan 0.6-14 knows no method named for it). MLR: Satorra &
 # Bentler (2010), which cannot go negative (lavaan's default for MLR, satorra.bentler.2001, can);
 # the refits use the expected information (r/lrt.R says why). WLSMV: Satorra (2000),
 # scaled and shifted, lavaan's default for it and the one it offers for DWLS-based tests.
-LRT_METHODS = {"ML": "standard", "MLR": "satorra.bentler.2010", "WLSMV": "satorra.2000"}
+LRT_METHODS = {"ML": "default", "MLR": "satorra.bentler.2010", "WLSMV": "satorra.2000"}
 
 
 @dataclass(frozen=True)

@@ -21,16 +21,14 @@ vaar_lrt_refits <- function(data, models, group, estimator, ordered, missing, le
     out <- list(model = i - 1L, chisq_diff = NA_real_, df_diff = NA_real_,
                 lrt_pvalue = NA_real_, lrt_method = NA_character_, error = NA_character_)
     if (!free_ok) {
-      out$error <- paste("the unrestricted model did not converge:",
-                         if (is.na(free$error)) "the optimizer found no solution" else free$error)
+      out$error <- vaar_lrt_failure("unrestricted", free)
       return(out)
     }
     restricted <- setup
     restricted$syntax <- models[i]
     run <- vaar_fit_level(restricted, level, equal, partial)
     if (is.null(run$fit) || !isTRUE(lavInspect(run$fit, "converged"))) {
-      out$error <- paste("the restricted model did not converge:",
-                         if (is.na(run$error)) "the optimizer found no solution" else run$error)
+      out$error <- vaar_lrt_failure("restricted", run)
       return(out)
     }
     lrt <- vaar_lrt(free$fit, run$fit, method)
@@ -43,4 +41,13 @@ vaar_lrt_refits <- function(data, models, group, estimator, ordered, missing, le
     tests = do.call(rbind, lapply(rows, as.data.frame, stringsAsFactors = FALSE)),
     groups = if (free_ok) lavInspect(free$fit, "group.label") else character(0)
   )
+}
+
+# Why a refit gives no test, in words: lavaan's error, or that it did not converge.
+vaar_lrt_failure <- function(which, run) {
+  if (is.null(run$fit)) {
+    sprintf("the %s model could not be fitted: %s", which, trimws(run$error))
+  } else {
+    sprintf("the %s model did not converge (the optimizer found no solution)", which)
+  }
 }
