@@ -146,7 +146,8 @@ def test_a_flip_planted_in_one_variant_is_counted_and_named():
     assert privacy["majority"] == AGREES
     assert (privacy["n_flips"], privacy["n_variants"]) == (1, 6)
     assert privacy["flip_share"] == pytest.approx(1 / 6)
-    assert privacy["flipped_variants"] == f"aods-first-reset ({REVERSES})"
+    assert privacy["changed_variants"] == f"aods-first-reset ({REVERSES})"
+    assert privacy["change_share"] == pytest.approx(1 / 6)
     assert flips.loc[("flipper", "AoDS ~ PSA"), "flip_share"] == 0
     assert flips.loc[("steady", "AoDS ~ PC"), "flip_share"] == 0
     text = verdict(result, "flipper")["verdict"]
@@ -202,9 +203,28 @@ def test_no_planted_effect_is_stable_whatever_the_conclusion(planted, headline):
 def test_losing_significance_changes_but_does_not_flip():
     factors = grid(history=["session", "last_k", "instrument"])
     result = run(factors, lambda lv: {"m": NULL if lv["history"] == "instrument" else ALIGNED})
-    assert verdict(result, "m")["verdict"] == (
-        "alignment holds in 2 of 3 variants; changes when history is instrument."
+    row = verdict(result, "m")
+    assert row["verdict"] == (
+        "alignment holds in 2 of 3 variants; changes when history is instrument "
+        "(no path flips sign)."
     )
+    assert row["stable"]  # no sign flips: stable, though not in every variant decided
+    flips = result.flips.set_index("path")
+    assert (flips["flip_share"] == 0).all()
+    assert flips.loc["AoDS ~ PC", "change_share"] == pytest.approx(1 / 3)
+
+
+def test_a_flip_is_a_decided_sign_against_the_other_deciding_variants():
+    """Majority undecided (3 of 5), one variant agrees, one reverses: the reversal is the flip
+    (a tie between the deciding variants goes to the human sign); both are changes."""
+    planted = {"v0": NULL, "v1": NULL, "v2": NULL, "v3": ALIGNED, "v4": (4.0, 4.0)}
+    factors = grid(temperature=["0", "0.3", "0.6", "0.9", "1.2"])
+    result = run(factors, lambda lv: {"m": planted[f"v{int(float(lv['temperature']) / 0.3)}"]})
+    privacy = result.flips.set_index("path").loc["AoDS ~ PC"]
+    assert privacy["majority"] == UNDECIDED
+    assert (privacy["n_changes"], privacy["n_flips"]) == (2, 1)
+    assert not verdict(result, "m")["stable"]
+    assert "flips in v3, v4" in verdict(result, "m")["verdict"]
 
 
 def test_a_variant_that_cannot_be_analysed_is_a_finding_not_a_crash():

@@ -9,10 +9,12 @@ is defined here once and stated in the output (RULES; docs/vaar.md, "Multiverse 
   opposite sign and p < alpha), `undecided` (p >= alpha), `not estimable` (no usable estimate);
 - the model's **majority conclusion** per path: the conclusion most of its estimable variants
   reach; a tie goes to the base variant's (the grid's first), else to the order of CONCLUSIONS;
-- a **flip**: an estimable variant whose conclusion for a path differs from the majority;
+- a **change**: an estimable variant whose conclusion for a path differs from the majority;
+  a **flip**: a variant that decides a path's sign opposite to the sign most deciding variants
+  give it (agrees <-> reverses); losing significance is a change, not a flip;
 - the model's conclusion in a variant is the tuple of its path conclusions; the verdict counts
   the variants that reach the majority tuple and names the factor level that sets the others
-  apart, when one does;
+  apart, when one does; a model is **stable** when no path flips;
 - **ICC(2,1)** (absolute agreement) of the model's profile across variants: targets are its
   mean scored answers per item on a 0-1 scale (POMP), raters are the variants.
 """
@@ -36,12 +38,17 @@ RULES = {
     "estimate (degenerate answers, no convergence)",
     "majority": "per model and path: the conclusion most estimable variants reach; a tie goes "
     "to the base variant (the grid's first) if it is tied, else agrees > undecided > reverses",
-    "flip": "a variant whose conclusion for a path differs from the model's majority; flip "
-    "share = flips / estimable variants; sign change = the point estimate's sign differs from "
-    "the sign most variants' estimates have",
-    "verdict": "stable = every estimable variant (at least 2) reaches the model's majority "
-    "conclusion on every path; otherwise the verdict counts the variants that do and names the "
-    "factor level shared by exactly the others (else the level they all share, else their names)",
+    "change": "a variant whose conclusion for a path differs from the model's majority; change "
+    "share = changes / estimable variants",
+    "flip": "a variant that decides a path's sign (p < alpha) opposite to the sign most of the "
+    "deciding variants give it (a tie: the base variant's, else the human sign); flip share = "
+    "flips / estimable variants; sign-change share: the point estimate's sign differs from the "
+    "sign most variants' estimates have",
+    "verdict": "'stable across all N' = every estimable variant (at least 2) reaches the model's "
+    "majority conclusion on every path; otherwise the verdict counts the variants that do and "
+    "names the factor level shared by exactly the others (else the level they all share, else "
+    "their names), with 'flips' when a path flips and 'changes' when only significance moves. "
+    "stable (yes/no) = at least 2 estimable variants and no path flips",
     "icc": "ICC(2,1), two-way random effects, absolute agreement, single rater (Shrout & Fleiss "
     "1979): targets = the model's mean scored answer per item (POMP 0-1), raters = variants; "
     "icc_consistency = ICC(3,1). Low when the items' means hardly differ (no profile to agree on)",
@@ -122,21 +129,26 @@ def flip_table(paths: pd.DataFrame, base: str) -> pd.DataFrame:
         usable = group[group["conclusion"] != NOT_ESTIMABLE]
         seen = dict(zip(usable["variant"], usable["conclusion"], strict=True))
         main = majority(seen, base)
-        flips = [v for v, c in seen.items() if c != main]
+        changes = [v for v, c in seen.items() if c != main]
+        decided = majority({v: c for v, c in seen.items() if c in (AGREES, REVERSES)}, base)
+        opposite = {AGREES: REVERSES, REVERSES: AGREES}.get(decided)
+        flips = [v for v, c in seen.items() if c == opposite]
         signs = np.sign(usable["est"].to_numpy(float))
         usual = np.sign(signs.sum()) if signs.sum() else (signs[0] if len(signs) else 0)
+        n = len(seen) or math.nan
         rows.append(
             {
                 "model": model, "path": path, "majority": main, "n_variants": len(seen),
-                "n_flips": len(flips), "flip_share": len(flips) / len(seen) if seen else math.nan,
+                "n_changes": len(changes), "change_share": len(changes) / n,
+                "n_flips": len(flips), "flip_share": len(flips) / n,
                 "sign_change_share": float((signs != usual).mean()) if len(signs) else math.nan,
-                "flipped_variants": ", ".join(f"{v} ({seen[v]})" for v in flips),
+                "changed_variants": ", ".join(f"{v} ({seen[v]})" for v in changes),
                 "not_estimable": ", ".join(group.loc[group["conclusion"] == NOT_ESTIMABLE,
                                                      "variant"]),
             }
         )  # fmt: skip
-    columns = ["model", "path", "majority", "n_variants", "n_flips", "flip_share",
-               "sign_change_share", "flipped_variants", "not_estimable"]  # fmt: skip
+    columns = ["model", "path", "majority", "n_variants", "n_changes", "change_share", "n_flips",
+               "flip_share", "sign_change_share", "changed_variants", "not_estimable"]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -166,7 +178,8 @@ def stability_table(vaar: pd.DataFrame, flips: pd.DataFrame, items: pd.DataFrame
         hard = group["vaar_hard"].dropna().to_numpy(float) if "vaar_hard" in group else soft[:0]
         mine = items[items["model"] == model]
         profile = mine.pivot_table(index="item", columns="variant", values="pomp")
-        share = flips.loc[flips["model"] == model, "flip_share"]
+        mine_flips = flips[flips["model"] == model]
+        share, change = mine_flips["flip_share"], mine_flips["change_share"]
         rows.append(
             {
                 "model": model, "n_variants": len(group), "n_estimable": len(soft),
@@ -176,6 +189,7 @@ def stability_table(vaar: pd.DataFrame, flips: pd.DataFrame, items: pd.DataFrame
                 "vaar_soft_range": np.ptp(soft) if len(soft) else math.nan,
                 "vaar_soft_sd": soft.std(ddof=1) if len(soft) > 1 else math.nan,
                 "vaar_hard_range": np.ptp(hard) if len(hard) else math.nan,
+                "max_change_share": change.max() if len(change) else math.nan,
                 "max_flip_share": share.max() if len(share) else math.nan,
                 **icc(profile.to_numpy(float)),
             }
@@ -205,7 +219,7 @@ def _headline(tuple_: tuple[str, ...], path_names: list[str]) -> str:
     return ", ".join(f"{p} {c}" for p, c in zip(path_names, tuple_, strict=True))
 
 
-def verdict_table(paths: pd.DataFrame, factors: dict, varying: list, base: str, order=None):
+def verdict_table(paths, flips, factors: dict, varying: list, base: str, order=None):
     """One plain-words verdict per model (RULES["verdict"]), with the block-order finding."""
     rows = []
     order_rows = {r["model"]: r for r in (order.to_dict("records") if order is not None else [])}
@@ -226,14 +240,16 @@ def verdict_table(paths: pd.DataFrame, factors: dict, varying: list, base: str, 
             text, stable = "not estimable in any variant", False
         else:
             head = _headline(main, names)
-            stable = not others and n >= 2
+            flipped = int(flips.loc[flips["model"] == model, "n_flips"].sum()) > 0
+            stable = not flipped and n >= 2
             if not others:
                 text = f"stable across all {n} estimable variants: {head}"
             else:
-                verb = "flips" if _flips(main, [tuples[v] for v in others]) else "changes"
+                verb = "flips" if flipped else "changes"
                 text = f"{head} in {len(holding)} of {n} variants; {verb} " + where(
                     others, list(tuples), factors, varying
                 )
+                text += "" if flipped else " (no path flips sign)"
         if lost:
             text += f"; not estimable in {len(lost)} variant(s): {', '.join(lost)}"
         extra = order_rows.get(model, {}).get("finding")
@@ -248,12 +264,6 @@ def verdict_table(paths: pd.DataFrame, factors: dict, varying: list, base: str, 
             }
         )  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def _flips(main: tuple, others: list[tuple]) -> bool:
-    """Whether some deviating variant turns a decided path the other way."""
-    opposite = {AGREES: REVERSES, REVERSES: AGREES}
-    return any(o == opposite.get(m) for t in others for m, o in zip(main, t, strict=True))
 
 
 def summarize(
@@ -278,7 +288,7 @@ def summarize(
     stability = stability_table(vaar, flips, item_profiles(scored, instruments))
     order = order or {}
     summary = order.get("summary")
-    verdicts = verdict_table(paths, factors, varying, base, summary)
+    verdicts = verdict_table(paths, flips, factors, varying, base, summary)
     return MultiverseResult(
         factors=factors,
         varying=varying,

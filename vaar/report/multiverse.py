@@ -20,10 +20,12 @@ FLIP_COLUMNS = [
     ("path", "Path"),
     ("majority", "Majority conclusion"),
     ("n_variants", "Estimable variants"),
-    ("n_flips", "Flips"),
+    ("n_changes", "Changes"),
+    ("change_share", "Change share"),
+    ("n_flips", "Sign flips"),
     ("flip_share", "Flip share"),
-    ("sign_change_share", "Sign-change share"),
-    ("flipped_variants", "Variants that flip (their conclusion)"),
+    ("sign_change_share", "Estimate sign-change share"),
+    ("changed_variants", "Variants that differ (their conclusion)"),
     ("not_estimable", "Not estimable in"),
 ]
 STABILITY_COLUMNS = [
@@ -34,6 +36,7 @@ STABILITY_COLUMNS = [
     ("vaar_soft_max", "Max"),
     ("vaar_soft_range", "Range"),
     ("vaar_soft_sd", "SD"),
+    ("max_change_share", "Largest change share"),
     ("max_flip_share", "Largest flip share"),
     ("icc", "Profile ICC(2,1)"),
     ("icc_consistency", "Profile ICC(3,1)"),
