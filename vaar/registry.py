@@ -165,6 +165,17 @@ class SimulatedParams(GenerationParams):
     malformed_rate: float = Field(0.03, ge=0, le=1)
     refusal_rate: float = Field(0.005, ge=0, le=1)
     latency: float = Field(0.0, ge=0, description="seconds per reply (for benchmarks)")
+    # planted protocol effects (multiverse studies): shifts of the planted paths
+    order_shift_pc: float = Field(
+        0.0, description="added to b_pc when the sharing instrument comes before the value "
+        "instruments (AoDS first): a planted order effect"
+    )  # fmt: skip
+    order_shift_psa: float = Field(0.0, description="the same for b_psa")
+    reset_shift_pc: float = Field(
+        0.0, description="added to b_pc for sharing items asked with no turn of an earlier "
+        "instrument in the history (history reset per instrument): a planted history effect"
+    )  # fmt: skip
+    reset_shift_psa: float = Field(0.0, description="the same for b_psa")
 
     def resolved(self) -> dict:
         values = self.model_dump()

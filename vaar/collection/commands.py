@@ -51,7 +51,7 @@ def collect(
     store cannot be used (disk full, locked, in use by another vaar): every turn stored so far
     is kept, and a rerun resumes from them.
     """
-    from vaar.collection.cost import WAYS, estimate, load_prices
+    from vaar.collection.cost import estimate, load_prices
     from vaar.collection.runner import collect as run_collect
     from vaar.instruments import load_instruments
 
@@ -60,14 +60,9 @@ def collect(
     study = load_study(study_file)
     price_table = load_prices(prices)
     if dry_run:
-        instruments = load_instruments(study.instruments)
-        rows = estimate(study, instruments, price_table)
-        for row in rows:
-            click.echo(row.line())
-        priced = [r.costs for r in rows if r.costs is not None]
-        if priced:
-            totals = ", ".join(f"{way} ${sum(c[way] for c in priced):,.4f}" for way in WAYS)
-            click.echo(f"total: {totals} (before re-asks and retries)")
+        rows = estimate(study, load_instruments(study.instruments), price_table)
+        for line in dry_run_lines(rows):
+            click.echo(line)
         return
     try:
         summary = asyncio.run(
@@ -91,6 +86,25 @@ def collect(
     click.echo(f"store: {summary.store_path} ({summary.elapsed:.1f} s)")
     if not summary.complete:
         sys.exit(EXIT_INCOMPLETE)
+
+
+def dry_run_lines(rows) -> list[str]:
+    """The dry run's lines: one per model; for a multiverse study the grid, one line per variant
+    (its models summed) and the total."""
+    from vaar.collection.cost import WAYS, Estimate
+
+    variants = list(dict.fromkeys(r.variant for r in rows if r.variant))
+    if variants:
+        models = len(rows) // len(variants)
+        lines = [f"grid: {models} models x {len(variants)} variants = {len(rows)} conditions"]
+        lines += [Estimate.total(v, [r for r in rows if r.variant == v]).line() for v in variants]
+        return [*lines, Estimate.total("total", rows).line() + " (before re-asks and retries)"]
+    lines = [row.line() for row in rows]
+    priced = [r.costs for r in rows if r.costs is not None]
+    if priced:
+        totals = ", ".join(f"{way} ${sum(c[way] for c in priced):,.4f}" for way in WAYS)
+        lines.append(f"total: {totals} (before re-asks and retries)")
+    return lines
 
 
 COMMANDS = [collect]

@@ -128,32 +128,46 @@ class Estimate:
     cache_read_tokens: int  # of prompt_tokens, with prompt caching
     cache_write_tokens: int
     costs: dict[str, float] | None  # WAYS -> USD; None without a price for this model
+    variant: str = ""  # a multiverse study's variant ('' otherwise); `model` is the condition
+    conditions: int = 1  # how many conditions a sum of estimates (`total`) holds
 
     @property
     def cost(self) -> float | None:
         return self.costs["plain"] if self.costs else None
+
+    @classmethod
+    def total(cls, label: str, rows: list[Estimate]) -> Estimate:
+        """The sum of `rows` (its costs only when every row is priced)."""
+        counts = [sum(getattr(r, f) for r in rows) for f in _COUNTS]
+        priced = all(r.costs is not None for r in rows)
+        costs = {way: sum(r.costs[way] for r in rows) for way in WAYS} if priced else None
+        return cls(label, *counts, costs, conditions=sum(r.conditions for r in rows))
 
     def line(self) -> str:
         if self.costs is None:
             cost = "no price"
         else:
             cost = ", ".join(f"{way} ${self.costs[way]:,.4f}" for way in WAYS)
+        grid = f"{self.conditions} conditions, " if self.conditions > 1 else ""
         return (
-            f"{self.model}: {self.sessions} sessions, {self.calls:,} calls, "
+            f"{self.model}: {grid}{self.sessions} sessions, {self.calls:,} calls, "
             f"~{self.prompt_tokens:,} prompt + ~{self.completion_tokens:,} completion tokens "
             f"(~{self.cache_read_tokens:,} prompt tokens from the cache when cached), {cost}"
         )
 
 
-def _plan_calls(study, instruments, reply_tokens: int) -> list[tuple[int, int]]:
+_COUNTS = ("sessions", "calls", "prompt_tokens", "completion_tokens", "cache_read_tokens",
+           "cache_write_tokens")  # fmt: skip
+
+
+def _plan_calls(spec, instruments, seed: int, reply_tokens: int) -> list[tuple[int, int]]:
     """(prompt tokens, tokens of the prefix shared with the previous call) per call of one
-    session, as `collect` would send them."""
+    session under session settings `spec`, as `collect` would send them."""
     from vaar.collection.prompts import item_prompt
     from vaar.collection.sessions import plan_session, select_history
     from vaar.collection.store import TurnRecord, estimate_tokens
 
-    spec = study.session
-    plan = plan_session(instruments, spec.items_per_turn, False, study.seed)
+    plan = plan_session(instruments, spec.items_per_turn, False, seed)
     system = [{"role": "system", "content": spec.system_prompt}]
     done: list[TurnRecord] = []
     calls, previous = [], []
@@ -178,13 +192,19 @@ def _plan_calls(study, instruments, reply_tokens: int) -> list[tuple[int, int]]:
 
 
 def estimate(study, instruments, prices: dict, reply_tokens: int = 8) -> list[Estimate]:
-    """Calls, tokens and cost per model for a full run (before any re-ask), priced plain,
-    cached, in batches and both."""
+    """Calls, tokens and cost per condition (per model; per model x variant in a multiverse
+    study) for a full run (before any re-ask), priced plain, cached, in batches and both."""
+    from vaar.collection.conditions import conditions
     from vaar.registry import CACHE_MIN_TOKENS
 
-    calls = _plan_calls(study, instruments, reply_tokens)
+    plans: dict[str, list[tuple[int, int]]] = {}  # per variant: the models share its plan
     out = []
-    for model in study.models:
+    for condition in conditions(study, instruments, []):
+        if condition.variant not in plans:
+            plans[condition.variant] = _plan_calls(
+                condition.session, condition.instruments, study.seed, reply_tokens
+            )
+        calls, model = plans[condition.variant], condition.spec
         n = study.sessions_per_model
         minimum = model.params.get("cache_min_tokens", CACHE_MIN_TOKENS)
         plain = Usage(sum(p for p, _ in calls), len(calls) * reply_tokens)
@@ -203,8 +223,8 @@ def estimate(study, instruments, prices: dict, reply_tokens: int = 8) -> list[Es
             }
         out.append(
             Estimate(
-                model.name, n, len(calls) * n, plain.prompt * n, plain.completion * n,
-                read * n, written * n, costs,
+                condition.name, n, len(calls) * n, plain.prompt * n, plain.completion * n,
+                read * n, written * n, costs, condition.variant,
             )
         )  # fmt: skip
     return out

@@ -13,7 +13,7 @@ from vaar.collection.progress import ModelStats
 from vaar.collection.prompts import answer_schema
 from vaar.collection.providers import ChatReply, ChatRequest, ProviderError, provider_class
 from vaar.collection.reply_key import SessionKeys
-from vaar.collection.sessions import derive_seed, plan_session, select_history, session_id
+from vaar.collection.sessions import plan_session, select_history
 from vaar.collection.store import AnswerRow, TurnRecord, estimate_tokens
 from vaar.collection.turn import TurnResult, ask_turn
 
@@ -26,22 +26,32 @@ def request_limiter(per_minute: float) -> AsyncLimiter:
     return AsyncLimiter(1, 60 / per_minute)
 
 
-class ModelRun:
-    """One model's provider, limits, counters and the logic of its sessions."""
+def _limiters(spec) -> tuple[AsyncLimiter | None, AsyncLimiter | None]:
+    """A model's requests and tokens per minute (shared by its conditions)."""
+    rpm = request_limiter(spec.requests_per_minute) if spec.requests_per_minute else None
+    tpm = AsyncLimiter(spec.tokens_per_minute, 60) if spec.tokens_per_minute else None
+    return rpm, tpm
 
-    def __init__(self, run, spec, prices):
+
+class ModelRun:
+    """One condition's (a model's, or a model's under one variant: vaar.collection.conditions)
+    provider, limits, counters and the logic of its sessions."""
+
+    def __init__(self, run, condition, prices):
         self.run = run
-        self.spec = spec
-        self.stats = ModelStats(spec.name)
-        self.provider = provider_class(spec.provider)(spec, run.instruments, self.stats)
+        self.condition = condition
+        self.spec = spec = condition.spec
+        self.stats = ModelStats(condition.name)
+        self.provider = provider_class(spec.provider)(spec, condition.instruments, self.stats)
         self.price = price_for(spec, prices)
-        self.rpm = request_limiter(spec.requests_per_minute) if spec.requests_per_minute else None
-        self.tpm = AsyncLimiter(spec.tokens_per_minute, 60) if spec.tokens_per_minute else None
+        if spec.name not in run.limiters:  # a model's limits hold across its conditions
+            run.limiters[spec.name] = _limiters(spec)
+        self.rpm, self.tpm = run.limiters[spec.name]
         self.batched: BatchedProvider | None = None  # --batch: requests go out in waves
         api = batch_api(self.provider) if run.batch else None
         if api is not None:
             self.provider = self.batched = BatchedProvider(
-                self.provider, api, run.store, spec.name, self.stats, run.batch_poll
+                self.provider, api, run.store, condition.name, self.stats, run.batch_poll
             )
             self.rpm = self.tpm = None  # a batch is paced by the provider
             self.batched.reserve, self.batched.release = self.reserve, self.release
@@ -119,7 +129,7 @@ class ModelRun:
         def ask(messages):
             return self.ask(messages, seed, schema, own if key_of else None)
 
-        result = await ask_turn(ask, turn, history, self.run.study.session.max_reasks)
+        result = await ask_turn(ask, turn, history, self.condition.session.max_reasks)
         if "answer_distribution" in result.meta:  # params.logprobs: one item, its options
             one = len(turn.items) == 1
             values = [o.value for o in turn.instrument.options]
@@ -137,15 +147,17 @@ class ModelRun:
     # -- one session ---------------------------------------------------------------------
     async def session(self, index: int, retry_errors: bool) -> None:
         """Run (or resume) one session, turn after turn, each committed to the store."""
-        run, store = self.run, self.run.store
-        sid = session_id(self.spec.name, index)
-        seed = derive_seed(run.study.seed, self.spec.name, index)
-        how = run.study.session
+        run, store, condition = self.run, self.run.store, self.condition
+        sid = condition.session_id(index)
+        seed = condition.seed(run.study.seed, index)
+        how, personas = condition.session, condition.personas
         system = how.system_prompt
-        if run.personas:
-            system += "\n\n" + run.personas[index % len(run.personas)]
-        plan = plan_session(run.instruments, how.items_per_turn, how.randomize_items, seed)
-        store.start_session(sid, self.spec.name, index, seed, system, retry_errors)
+        if personas:
+            system += "\n\n" + personas[index % len(personas)]
+        plan = plan_session(condition.instruments, how.items_per_turn, how.randomize_items, seed)
+        store.start_session(
+            sid, self.spec.name, index, seed, system, retry_errors, variant=condition.variant
+        )
         done = store.load_turns(sid)
         system_msg = [{"role": "system", "content": system}]
         keys = None
@@ -199,7 +211,7 @@ class ModelRun:
         """The earlier turns this one carries: the history policy, within its token cap."""
         own = estimate_tokens([{"role": "user", "content": turn.items[0].text}]) * len(turn.items)
         reserve = estimate_tokens(system_msg) + own + 64
-        return select_history(done, turn, self.run.study.session.history, reserve)
+        return select_history(done, turn, self.condition.session.history, reserve)
 
     def fail(self, sid: str, remaining, error: str, fatal: bool) -> None:
         """A request failed for good: record why, mark the unasked items as errors."""

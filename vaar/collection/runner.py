@@ -18,18 +18,20 @@ import json
 import time
 from pathlib import Path
 
+from vaar.collection.conditions import conditions
 from vaar.collection.model_run import ModelRun
 from vaar.collection.progress import show_progress
 from vaar.collection.providers import check_params
-from vaar.collection.sessions import load_personas, plan_session, session_id
+from vaar.collection.sessions import load_personas, plan_session
 from vaar.collection.store import STORE_FILE, ReplyCache, Store
 from vaar.collection.summary import CollectionSummary
 from vaar.errors import VaarError
 from vaar.instruments import load_instruments
 
 
-def study_fingerprint(study, instruments, personas: list[str]) -> str:
-    """What must not change between runs writing into the same store."""
+def study_fingerprint(study, instruments, personas: list[str], runs=()) -> str:
+    """What must not change between runs writing into the same store; `runs`: the conditions
+    of a multiverse study (a study without one keeps its fingerprint)."""
     design = {
         "seed": study.seed,
         "models": [m.model_dump(mode="json") for m in study.models],
@@ -37,6 +39,8 @@ def study_fingerprint(study, instruments, personas: list[str]) -> str:
         "session": study.session.model_dump(mode="json"),
         "personas": personas,
     }
+    if any(c.variant for c in runs):
+        design["conditions"] = [c.design() for c in runs]
     return hashlib.sha256(json.dumps(design, sort_keys=True).encode()).hexdigest()
 
 
@@ -57,7 +61,10 @@ class CollectionRun:
         self.in_flight = 0.0  # USD reserved by batches sent and not yet answered
         self.stop_reason: str | None = None
         self.check_budget()
-        self.models = [ModelRun(self, spec, prices) for spec in study.models]
+        self.conditions = conditions(study, self.instruments, self.personas)
+        self.gates: dict[str, asyncio.Semaphore] = {}  # per model, shared by its conditions
+        self.limiters: dict[str, tuple] = {}  # per model: requests and tokens per minute
+        self.models = [ModelRun(self, c, prices) for c in self.conditions]
 
     def check_budget(self) -> None:
         """Stop starting new turns once --max-cost is spent (earlier runs count too)."""
@@ -93,7 +100,7 @@ async def collect(
         run = CollectionRun(study, store, prices or {}, max_cost, cache, batch, batch_poll)
         store.bind_study(
             study.name,
-            study_fingerprint(study, run.instruments, run.personas),
+            study_fingerprint(study, run.instruments, run.personas, run.conditions),
             study.model_dump(mode="json"),
         )
         status = store.session_status()
@@ -123,7 +130,7 @@ async def _run_model(model: ModelRun, status: dict, retry_errors: bool) -> None:
     model.stats.sessions = n
     todo = []
     for index in range(n):
-        state, _ = status.get(session_id(model.spec.name, index), ("new", None))
+        state, _ = status.get(model.condition.session_id(index), ("new", None))
         if state == "done":
             model.stats.done += 1
         elif state == "failed" and not retry_errors:
@@ -132,11 +139,16 @@ async def _run_model(model: ModelRun, status: dict, retry_errors: bool) -> None:
             todo.append(index)
     model.stats.done_at_start = model.stats.done + model.stats.failed
     batched = model.batched
-    gate = asyncio.Semaphore(len(todo) if batched else model.spec.concurrency)
+    if batched:
+        gate = asyncio.Semaphore(len(todo))
+    else:  # a model's concurrency holds across its conditions
+        gate = model.run.gates.setdefault(
+            model.spec.name, asyncio.Semaphore(model.spec.concurrency)
+        )
     if batched:  # a wave goes out once every open session waits for it
         batched.enter(len(todo))
-        study = model.run.study
-        turns = plan_session(model.run.instruments, study.session.items_per_turn, False, 0)
+        how = model.condition
+        turns = plan_session(how.instruments, how.session.items_per_turn, False, 0)
         model.stats.batch_waves_planned = len(turns)
 
     async def one(index):
@@ -169,8 +181,8 @@ def _summary(run: CollectionRun, store: Store, elapsed: float) -> CollectionSumm
     answers = store.answer_counts()
     states = store.session_status()
     for model in run.models:
-        name, n = model.spec.name, run.study.sessions_per_model
-        mine = [states.get(session_id(name, i), ("new", None)) for i in range(n)]
+        name, n = model.condition.name, run.study.sessions_per_model
+        mine = [states.get(model.condition.session_id(i), ("new", None)) for i in range(n)]
         done = sum(s == "done" for s, _ in mine)
         failed = [e for s, e in mine if s == "failed"]
         u = usage.get(name, {})

@@ -48,7 +48,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (
   session TEXT PRIMARY KEY, model TEXT NOT NULL, idx INTEGER NOT NULL, seed INTEGER NOT NULL,
-  status TEXT NOT NULL, error TEXT, system TEXT NOT NULL, started REAL, finished REAL);
+  status TEXT NOT NULL, error TEXT, system TEXT NOT NULL, started REAL, finished REAL,
+  variant TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS turns (
   session TEXT NOT NULL, turn INTEGER NOT NULL, instrument TEXT NOT NULL,
   context TEXT NOT NULL, messages TEXT NOT NULL, request TEXT NOT NULL, meta TEXT NOT NULL,
@@ -72,9 +73,18 @@ CACHE_SCHEMA = "CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, reply TE
 # Columns added after a table's first release, at its end and with a default: a store written
 # by an older vaar lacks them; a writer adds them (ALTER TABLE), a reader sees them through a
 # temporary view with their defaults, so every older store stays readable and resumable.
-ADDED_COLUMNS = {"turns": ("cache_read_tokens", "cache_write_tokens", "reasoning_tokens")}
+ADDED_COLUMNS = {
+    "turns": ("cache_read_tokens", "cache_write_tokens", "reasoning_tokens"),
+    "sessions": ("variant",),  # a multiverse study's variant ('' for a study without one)
+}
 # Tables added later: a writer creates them in an older store (readers never need them).
 ADDED_TABLES = ("batches", "batch_results")
+
+
+def condition_name(model: str, variant: str) -> str:
+    """A condition's name (its key in the summaries): the model, or model/variant in a
+    multiverse study (names cannot contain '/')."""
+    return f"{model}/{variant}" if variant else model
 
 
 class StoreError(VaarError):
@@ -362,15 +372,16 @@ class Store:
 
     @_guarded
     def start_session(
-        self, session: str, model: str, idx: int, seed: int, system: str, retry_errors: bool
-    ) -> None:
+        self, session: str, model: str, idx: int, seed: int, system: str, retry_errors: bool,
+        variant: str = "",
+    ) -> None:  # fmt: skip
         """Record a session as running; with `retry_errors`, forget its earlier error rows."""
         with self.con:
             self.con.execute("BEGIN")
             self.con.execute(
-                "INSERT INTO sessions VALUES (?, ?, ?, ?, 'running', NULL, ?, ?, NULL) "
+                "INSERT INTO sessions VALUES (?, ?, ?, ?, 'running', NULL, ?, ?, NULL, ?) "
                 "ON CONFLICT(session) DO UPDATE SET status='running', error=NULL",
-                (session, model, idx, seed, system, time.time()),
+                (session, model, idx, seed, system, time.time(), variant),
             )
             if retry_errors:
                 self.con.execute(
@@ -571,14 +582,15 @@ class Store:
     # -- totals --------------------------------------------------------------------------
     @_guarded
     def usage_by_model(self) -> dict[str, dict]:
+        """Turns, tokens and cost per condition (condition_name: the model, or model/variant)."""
         rows = self.con.execute(
-            "SELECT s.model, COUNT(*), SUM(t.prompt_tokens), SUM(t.completion_tokens), "
-            "SUM(t.cost), SUM(t.attempts), SUM(t.cache_read_tokens), "
+            "SELECT s.model, s.variant, COUNT(*), SUM(t.prompt_tokens), "
+            "SUM(t.completion_tokens), SUM(t.cost), SUM(t.attempts), SUM(t.cache_read_tokens), "
             "SUM(t.cache_write_tokens), SUM(t.reasoning_tokens) "
-            "FROM turns t JOIN sessions s USING (session) GROUP BY s.model"
+            "FROM turns t JOIN sessions s USING (session) GROUP BY s.model, s.variant"
         )
         return {
-            m: {
+            condition_name(m, v): {
                 "turns": n,
                 "prompt_tokens": p or 0,
                 "completion_tokens": c or 0,
@@ -588,15 +600,16 @@ class Store:
                 "cost": cost or 0.0,
                 "requests": a or 0,
             }
-            for m, n, p, c, cost, a, read, written, reasoning in rows
+            for m, v, n, p, c, cost, a, read, written, reasoning in rows
         }
 
     @_guarded
     def answers(self) -> list[dict]:
-        """Every answer row (the long table's columns), in session order then turn order."""
+        """Every answer row (the long table's columns and the session's variant), in session
+        order then turn order."""
         cursor = self.con.execute(
-            "SELECT a.model, a.session, a.instrument, a.item, a.position, a.raw, a.value, "
-            "a.status, a.attempts FROM answers a JOIN sessions s USING (session) "
+            "SELECT a.model, s.variant, a.session, a.instrument, a.item, a.position, a.raw, "
+            "a.value, a.status, a.attempts FROM answers a JOIN sessions s USING (session) "
             "ORDER BY s.rowid, a.turn, a.position"
         )
         columns = [c[0] for c in cursor.description]
@@ -604,12 +617,14 @@ class Store:
 
     @_guarded
     def answer_counts(self) -> dict[str, dict[str, int]]:
+        """Answers by status per condition (condition_name)."""
         rows = self.con.execute(
-            "SELECT model, status, COUNT(*) FROM answers GROUP BY model, status"
+            "SELECT a.model, s.variant, a.status, COUNT(*) FROM answers a "
+            "JOIN sessions s USING (session) GROUP BY a.model, s.variant, a.status"
         )
         out: dict[str, dict[str, int]] = {}
-        for model, status, n in rows:
-            out.setdefault(model, {})[status] = n
+        for model, variant, status, n in rows:
+            out.setdefault(condition_name(model, variant), {})[status] = n
         return out
 
 
@@ -637,9 +652,10 @@ def transcripts(path: str | Path):
     con = connect(Path(path), readonly=True)
     try:
         sessions = con.execute(
-            "SELECT session, model, idx, seed, status, error, system FROM sessions ORDER BY rowid"
+            "SELECT session, model, variant, idx, seed, status, error, system FROM sessions "
+            "ORDER BY rowid"
         ).fetchall()
-        for session, model, idx, seed, status, error, system in sessions:
+        for session, model, variant, idx, seed, status, error, system in sessions:
             cursor = con.execute(
                 "SELECT turn, instrument, context, messages, request, meta, prompt_tokens, "
                 "completion_tokens, cost, attempts, cache_read_tokens, cache_write_tokens, "
@@ -654,6 +670,7 @@ def transcripts(path: str | Path):
             yield {
                 "session": session,
                 "model": model,
+                **({"variant": variant} if variant else {}),  # a multiverse study's
                 "index": idx,
                 "seed": seed,
                 "status": status,

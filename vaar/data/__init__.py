@@ -28,10 +28,17 @@ LONG_COLUMNS = [
     "attempts",
 ]
 STATUSES = {"ok", "invalid", "refused", "error"}
+# A multiverse study's tables have the variant of each session after the model (docs/collection.md,
+# "Multiverse"); the columns that identify a session, item columns after them.
+VARIANT = "variant"
+ID_COLUMNS = ("model", VARIANT, "session")
 
 __all__ = [
+    "ID_COLUMNS",
     "LONG_COLUMNS",
+    "VARIANT",
     "check_csv",
+    "id_columns",
     "long_table",
     "read_table",
     "score_items",
@@ -51,8 +58,11 @@ def long_table(store_path: str | Path) -> pd.DataFrame:
 
 
 def long_frame(rows: list[dict]) -> pd.DataFrame:
-    """The long table from a store's answer rows (vaar.collection.store.Store.answers)."""
-    frame = pd.DataFrame(rows, columns=LONG_COLUMNS)
+    """The long table from a store's answer rows (vaar.collection.store.Store.answers), with a
+    `variant` column after `model` when the study is a multiverse."""
+    frame = pd.DataFrame(rows, columns=[LONG_COLUMNS[0], VARIANT, *LONG_COLUMNS[1:]])
+    if not (frame[VARIANT] != "").any():
+        frame = frame.drop(columns=VARIANT)
     frame["value"] = frame["value"].astype(float)
     frame.loc[frame["status"] != "ok", "value"] = np.nan
     frame["position"] = frame["position"].astype(int)
@@ -64,9 +74,15 @@ def _natural(text: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
+def id_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns of `frame` that identify a session: model, (variant,) session."""
+    return [c for c in ID_COLUMNS if c in frame.columns]
+
+
 def wide_table(long: pd.DataFrame) -> pd.DataFrame:
-    """One row per session: model, session, then the raw answer of each item (NaN unless ok).
-    Items are grouped by instrument in order of first appearance, in natural id order."""
+    """One row per session: model, (variant,) session, then the raw answer of each item (NaN
+    unless ok). Items are grouped by instrument in order of first appearance, in natural id
+    order."""
     _require(long, LONG_COLUMNS, "long table")
     values = long["value"].where(long["status"] == "ok")
     frame = long.assign(value=values)
@@ -75,7 +91,7 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
     for ins in instruments:
         ids = frame.loc[frame["instrument"] == ins, "item"].unique()
         items += sorted(ids, key=_natural)
-    sessions = frame[["model", "session"]].drop_duplicates("session")
+    sessions = frame[id_columns(frame)].drop_duplicates("session")
     pivot = frame.pivot_table(
         index="session", columns="item", values="value", aggfunc="first", dropna=False
     )
@@ -216,7 +232,8 @@ def _check_range(values: pd.Series, lo, hi, label, path, rows=None) -> None:
 
 def _check_long(frame, path, instruments) -> pd.DataFrame:
     _require(frame, LONG_COLUMNS, "long table", path)
-    frame = frame[LONG_COLUMNS].copy()
+    variant = [VARIANT] if VARIANT in frame.columns else []
+    frame = frame[[LONG_COLUMNS[0], *variant, *LONG_COLUMNS[1:]]].copy()
     frame["value"] = _numeric(frame, "value", path)
     frame["position"] = _numeric(frame, "position", path)
     frame["attempts"] = _numeric(frame, "attempts", path)
@@ -251,7 +268,9 @@ def _check_wide(frame, path, instruments) -> pd.DataFrame:
     frame = frame.copy()
     frame["model"] = frame["model"].astype(str)
     frame["session"] = frame["session"].astype(str)
-    items = [c for c in frame.columns if c not in ("model", "session")]
+    if VARIANT in frame.columns:
+        frame[VARIANT] = frame[VARIANT].astype(str)
+    items = [c for c in frame.columns if c not in ID_COLUMNS]
     if not items:
         raise VaarError(f"{path}: wide table has no item columns besides model and session")
     dupes = frame["session"][frame["session"].duplicated()].unique().tolist()

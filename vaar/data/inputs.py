@@ -179,9 +179,10 @@ def instruments_for_items(items: list[str]) -> list:
 
 def store_tables(path: Path):
     """Long and wide tables, the study config and a collection summary from a store."""
+    from vaar.collection.store import condition_name
     from vaar.collection.summary import CollectionSummary
     from vaar.config import parse_study
-    from vaar.data import long_frame, wide_table
+    from vaar.data import VARIANT, long_frame, wide_table
 
     store = Store(path, readonly=True)
     try:
@@ -194,7 +195,10 @@ def store_tables(path: Path):
         raise VaarError(f"{path}: the store holds no answers yet (run the study first)")
     study = parse_study(json.loads(config), source=f"{path} (stored config)") if config else None
     wide = wide_table(long)
-    sessions = wide.groupby("model", sort=False).size()
+    keys = wide["model"]
+    if VARIANT in wide.columns:  # a multiverse: one summary row per condition
+        keys = pd.Series(map(condition_name, keys, wide[VARIANT]), index=wide.index)
+    sessions = wide.groupby(keys, sort=False).size()
     collection = CollectionSummary(
         path,
         models={
@@ -233,6 +237,7 @@ def _data_file(job: Job, study) -> Path:
 def load_job(job: Job) -> Loaded:
     """The study, tables, instruments and collection summary of one job."""
     from vaar.config import load_study
+    from vaar.data import ID_COLUMNS
     from vaar.instruments import load_instruments
 
     # an analysis needs the study's design, not its personas or output folder on this machine
@@ -247,7 +252,7 @@ def load_job(job: Job) -> Loaded:
         instruments = load_instruments(study.instruments) if study else None
         long, wide = _table(data, instruments)
     if instruments is None:
-        items = [c for c in wide.columns if c not in ("model", "session")]
+        items = [c for c in wide.columns if c not in ID_COLUMNS]
         instruments = instruments_for_items(items)
         if not _is_store(data):  # a table's answers against the scales
             long, wide = _table(data, instruments)  # of its instruments, now they are known

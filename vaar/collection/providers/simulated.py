@@ -10,6 +10,12 @@ vaar recovers what was planted. All privacy instruments load on PC.
 An item answer is round(intercept + loading * factor + noise) on the item's scale, clipped,
 mirrored for reverse-keyed items; the noise is fixed per (session, item), so a re-asked item
 gets the same answer. Replies are chat-like text, sometimes malformed or refusing.
+
+Planted protocol effects (for multiverse studies; off by default): the paths are shifted by
+`order_shift_*` when the sharing instrument is asked before the value instruments (AoDS first,
+read from the order of the instruments the provider is given), and by `reset_shift_*` for a
+sharing item whose request carries no turn of an earlier instrument (history reset per
+instrument, read from the messages).
 """
 
 from __future__ import annotations
@@ -27,12 +33,26 @@ from vaar.registry import SimulatedParams
 ROLE_FACTOR = {PRIVACY: "pc", PROSOCIAL: "psa", SHARING: "aods"}  # the latent each role reads
 
 
-def planted_paths(params: dict) -> dict[str, float]:
+def planted_paths(params: dict, aods_first: bool = False, reset: bool = False) -> dict[str, float]:
     """The planted structural paths of a simulated model, keyed by the role of the predictor
     ("privacy": PC -> AoDS, "prosocial": PSA -> AoDS), on the latent scale where PC, PSA and
-    the AoDS residual have variance 1."""
-    resolved = SimulatedParams.model_validate(params).resolved()
-    return {PRIVACY: resolved["b_pc"], PROSOCIAL: resolved["b_psa"]}
+    the AoDS residual have variance 1; under a protocol with AoDS first and/or the history
+    reset before AoDS, with the planted protocol effects."""
+    p = SimulatedParams.model_validate(params).resolved()
+    return {PRIVACY: p["b_pc"] + _shift(p, "pc", aods_first, reset),
+            PROSOCIAL: p["b_psa"] + _shift(p, "psa", aods_first, reset)}  # fmt: skip
+
+
+def _shift(p: dict, path: str, aods_first: bool, reset: bool) -> float:
+    return (p[f"order_shift_{path}"] if aods_first else 0.0) + (
+        p[f"reset_shift_{path}"] if reset else 0.0
+    )
+
+
+def sharing_first(instruments) -> bool:
+    """Whether the sharing instrument is asked before every value instrument."""
+    roles = [i.role for i in instruments]
+    return SHARING in roles and all(r == SHARING for r in roles[: roles.index(SHARING) + 1])
 
 
 def _uniform(*key) -> float:
@@ -57,23 +77,28 @@ class SimulatedProvider(Provider):
             item.text: (instrument, item) for instrument in instruments for item in instrument.items
         }
         self._latents: dict[int, dict[str, float]] = {}
+        self.aods_first = sharing_first(instruments)
+        self.resets = bool(self.p["reset_shift_pc"] or self.p["reset_shift_psa"])
 
     def latents(self, seed: int) -> dict[str, float]:
-        """The respondent behind a session: one draw of PC, PSA and AoDS per seed."""
+        """The respondent behind a session: one draw of PC, PSA and AoDS per seed (and AoDS
+        after a history reset, "aods_reset")."""
         if seed not in self._latents:
             p = self.p
             pc, psa, zeta = (_gauss(self.spec.name, seed, f) for f in ("pc", "psa", "aods"))
-            self._latents[seed] = {
-                "pc": p["pc_mean"] + pc,
-                "psa": p["psa_mean"] + psa,
-                "aods": p["aods_mean"] + p["b_pc"] * pc + p["b_psa"] * psa + zeta,
-            }
+            latent = {"pc": p["pc_mean"] + pc, "psa": p["psa_mean"] + psa}
+            for key, reset in (("aods", False), ("aods_reset", True)):
+                b_pc = p["b_pc"] + _shift(p, "pc", self.aods_first, reset)
+                b_psa = p["b_psa"] + _shift(p, "psa", self.aods_first, reset)
+                latent[key] = p["aods_mean"] + b_pc * pc + b_psa * psa + zeta
+            self._latents[seed] = latent
         return self._latents[seed]
 
-    def true_answer(self, seed: int, instrument, item) -> int:
+    def true_answer(self, seed: int, instrument, item, reset: bool = False) -> int:
         lo, hi = instrument.scale_min, instrument.scale_max
         unit = (hi - lo) / 4
-        factor = self.latents(seed)[ROLE_FACTOR[instrument.role]]
+        role = ROLE_FACTOR[instrument.role]
+        factor = self.latents(seed)["aods_reset" if reset and role == "aods" else role]
         intercept = (lo + hi) / 2 + (_uniform(self.spec.name, item.id) - 0.5) * 0.6 * unit
         noise = self.p["noise"] * unit * _gauss(self.spec.name, seed, item.id)
         value = min(hi, max(lo, round(intercept + self.p["loading"] * unit * factor + noise)))
@@ -83,14 +108,15 @@ class SimulatedProvider(Provider):
         if self.p["latency"]:
             await asyncio.sleep(self.p["latency"])
         asked, attempt = self._asked(request.messages)
+        reset = bool(asked) and self.resets and self._reset(request.messages, asked[0][0])
         if not asked:
             text = "I'm not sure what you are asking me."
         elif self.params.structured and request.json_schema:
-            values = [self.true_answer(request.seed, ins, item) for ins, item in asked]
+            values = [self.true_answer(request.seed, ins, item, reset) for ins, item in asked]
             body = {"answer": values[0]} if len(values) == 1 else {"answers": values}
             text = json.dumps(body)
         else:
-            text = self._chat_text(request.seed, asked, attempt)
+            text = self._chat_text(request.seed, asked, attempt, reset)
         prompt_chars = sum(len(m["content"]) for m in request.messages)
         return ChatReply(
             text=text,
@@ -112,7 +138,19 @@ class SimulatedProvider(Provider):
             attempt += 1
         return [], attempt
 
-    def _chat_text(self, seed, asked, attempt) -> str:
+    def _reset(self, messages, instrument) -> bool:
+        """A turn of an instrument that is not the first, whose history holds no turn of
+        another instrument: the history was reset before it."""
+        if instrument.id == self.instruments[0].id:
+            return False
+        for message in messages:
+            if message["role"] == "user":
+                for text in extract_items(message["content"]):
+                    if text in self.by_text and self.by_text[text][0].id != instrument.id:
+                        return False
+        return True
+
+    def _chat_text(self, seed, asked, attempt, reset=False) -> str:
         first_item = asked[0][1].id
         if _uniform(seed, first_item, "refuse") < self.p["refusal_rate"]:
             return "As an AI, I don't have personal experiences, so I can't answer that."
@@ -130,12 +168,12 @@ class SimulatedProvider(Provider):
             )
         if len(asked) > 1:
             lines = [
-                f"{n}. {self.true_answer(seed, ins, item)}"
+                f"{n}. {self.true_answer(seed, ins, item, reset)}"
                 for n, (ins, item) in enumerate(asked, 1)
             ]
             return "\n".join(lines)
         instrument, item = asked[0]
-        value = self.true_answer(seed, instrument, item)
+        value = self.true_answer(seed, instrument, item, reset)
         label = instrument.label_for(value)
         style = int(_uniform(seed, item.id, "style") * 5)
         return [
