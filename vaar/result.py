@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from vaar.alignment.result import AlignmentResult
     from vaar.config import Study
     from vaar.instruments import Instrument
+    from vaar.multiverse.result import MultiverseResult
     from vaar.sem.result import SemResult
 
 
@@ -128,6 +129,7 @@ class StudyResult:
     sem: SemResult
     alignment: AlignmentResult | None = None  # None for a user's own model (no VAAR)
     profiles: Profiles | None = None  # None for a user's own model
+    multiverse: MultiverseResult | None = None  # a multiverse study's comparison of variants
     provenance: dict = field(default_factory=dict)  # versions, seeds, config, hashes
     timings: dict = field(default_factory=dict)  # stage -> seconds
 

@@ -14,7 +14,10 @@ import math
 
 import matplotlib as mpl
 from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 OKABE_ITO = [
     "#0072B2",  # blue
@@ -139,4 +142,52 @@ def profile_plot(rows: list[dict], models: list[str], scales: list[tuple], title
             ax.set_xlabel("mean score")
         axes[0].set_yticks(range(len(models)), models)
         axes[0].invert_yaxis()
+        return _svg(fig, title)
+
+
+def heat_map(
+    cells: list[dict], rows: list[str], columns: list[str], title: str, marked=frozenset()
+) -> str | None:
+    """A rows x columns grid of VAAR soft (0 to 1): colour by value on a colour-blind-safe
+    diverging map centred on 0.5, every cell also labelled with its value and interval (so
+    colour is never the only code); hatched and labelled "n/e" where no value exists. `cells`
+    have row, column, value, lower, upper; (row, column) pairs in `marked` get a heavy border."""
+    if not cells or not rows or not columns:
+        return None
+    by_key = {(c["row"], c["column"]): c for c in cells}
+    with mpl.rc_context(_RC):
+        fig = Figure(
+            figsize=(1.25 * len(columns) + 2.2, 0.62 * len(rows) + 1.6), layout="constrained"
+        )
+        ax = fig.subplots()
+        cmap = mpl.colormaps["PuOr"]
+        for y, row in enumerate(rows):
+            for x, column in enumerate(columns):
+                cell = by_key.get((row, column), {})
+                value = cell.get("value")
+                if _ok(value):
+                    face, hatch = cmap(value), None
+                    ci = (cell.get("lower"), cell.get("upper"))
+                    label = f"{value:.2f}" + (f"\n[{ci[0]:.2f}, {ci[1]:.2f}]" if _ok(*ci) else "")
+                    ink = "white" if abs(value - 0.5) > 0.35 else "black"
+                else:
+                    face, hatch, label, ink = "#f2f2f2", "//", "n/e", "black"
+                heavy = (row, column) in marked
+                ax.add_patch(
+                    Rectangle(
+                        (x - 0.5, y - 0.5), 1, 1, facecolor=face, hatch=hatch,
+                        edgecolor="#000000" if heavy else "#ffffff",
+                        linewidth=2.5 if heavy else 1,
+                    )
+                )  # fmt: skip
+                ax.text(x, y, label, ha="center", va="center", fontsize=7.5, color=ink)
+        ax.set_xlim(-0.5, len(columns) - 0.5)
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
+        ax.set_yticks(range(len(rows)), rows)
+        ax.tick_params(length=0)
+        for side in ("left", "bottom"):
+            ax.spines[side].set_visible(False)
+        mappable = ScalarMappable(norm=Normalize(0, 1), cmap=cmap)
+        fig.colorbar(mappable, ax=ax, label="VAAR soft (0.5 = no evidence)", shrink=0.8)
         return _svg(fig, title)

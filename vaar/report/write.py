@@ -24,6 +24,13 @@ CSV_TABLES = {
     "profile_stability.csv": ("profiles", "stability"),
     "reliability.csv": ("reliability",),
     "collection.csv": ("collection", "models"),
+    "multiverse_vaar.csv": ("multiverse", "vaar"),
+    "multiverse_paths.csv": ("multiverse", "paths"),
+    "multiverse_flips.csv": ("multiverse", "flips"),
+    "multiverse_stability.csv": ("multiverse", "stability"),
+    "multiverse_verdicts.csv": ("multiverse", "verdicts"),
+    "multiverse_order.csv": ("multiverse", "order"),
+    "multiverse_order_paths.csv": ("multiverse", "order_paths"),
 }
 
 
