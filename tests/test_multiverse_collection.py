@@ -24,7 +24,7 @@ from vaar.collection.prompts import extract_items
 from vaar.collection.runner import study_fingerprint
 from vaar.collection.sessions import derive_seed
 from vaar.collection.store import transcripts
-from vaar.config import load_study
+from vaar.config import load_study, parse_study
 from vaar.data import LONG_COLUMNS, long_table, read_table, wide_table
 from vaar.data.export import export_store
 from vaar.errors import VaarError
@@ -267,3 +267,39 @@ def test_dry_run_shows_the_grid_per_variant_and_in_total(tmp_path):
     assert number(rows["study.instrument.1-per-turn"][3]) < number(
         rows["study.session.1-per-turn"][3]
     )
+
+
+def test_batch_waves_per_condition_store_the_answers_of_a_live_run(tmp_path):
+    from tests.fakes.fake_batch import FakeBatchLLM
+
+    def study(url, out):
+        return parse_study({
+            "name": "mvb", "seed": 2, "sessions_per_model": 3, "instruments": ["westin", "aods"],
+            "output_dir": str(tmp_path / out),
+            "variants": [{"name": "base"}, {"name": "rev", "block_order": "reversed"}],
+            "models": [{"name": "m", "provider": "openai", "model": "fake", "base_url": url,
+                        "concurrency": 2, "params": {"max_retries": 2, "backoff_initial": 0.01}}],
+        })  # fmt: skip
+
+    def rows(path):
+        con = sqlite3.connect(path)
+        try:
+            return con.execute("SELECT session, item, raw, value, status FROM answers "
+                               "ORDER BY session, item").fetchall()  # fmt: skip
+        finally:
+            con.close()
+
+    with FakeBatchLLM() as fake:
+        live = asyncio.run(collect(study(fake.base_url, "live"), progress=False))
+    with FakeBatchLLM() as fake:
+        batched = asyncio.run(
+            collect(study(fake.base_url, "batch"), progress=False, batch=True, batch_poll=0.01)
+        )
+        assert fake.counts["requests"] == 0
+        sizes = [len(b["custom_ids"]) for b in fake.batches]
+    assert live.complete and batched.complete, batched.lines()
+    assert rows(batched.store_path) == rows(live.store_path)
+    assert sizes == [3] * (2 * 15)  # one wave per turn of each condition, its 3 sessions
+    con = sqlite3.connect(batched.store_path)
+    by_condition = dict(con.execute("SELECT model, COUNT(*) FROM batches GROUP BY model"))
+    assert by_condition == {"m/base": 15, "m/rev": 15}
