@@ -303,3 +303,26 @@ def test_batch_waves_per_condition_store_the_answers_of_a_live_run(tmp_path):
     con = sqlite3.connect(batched.store_path)
     by_condition = dict(con.execute("SELECT model, COUNT(*) FROM batches GROUP BY model"))
     assert by_condition == {"m/base": 15, "m/rev": 15}
+
+
+def test_a_store_from_before_variants_is_read_and_resumed(tmp_path):
+    path = write(tmp_path, extra="")
+    store = run(path).store_path
+    con = sqlite3.connect(store)
+    first = con.execute("SELECT session FROM sessions ORDER BY rowid LIMIT 1").fetchone()[0]
+    with con:
+        con.execute("ALTER TABLE sessions DROP COLUMN variant")  # as an older vaar made it
+        con.execute("DELETE FROM turns WHERE session=? AND turn>=20", (first,))
+        con.execute("DELETE FROM answers WHERE session=? AND turn>=20", (first,))
+        con.execute("UPDATE sessions SET status='running' WHERE session=?", (first,))
+    con.close()
+
+    def columns():
+        return [r[1] for r in sqlite3.connect(store).execute("PRAGMA table_info(sessions)")]
+
+    long = long_table(store)  # a reader sees the column's default, and changes nothing
+    assert list(long.columns) == LONG_COLUMNS and "variant" not in columns()
+    assert all("variant" not in record for record in transcripts(store))
+    resumed = run(path)  # the writer adds the column, then resumes
+    assert resumed.complete and columns()[-1] == "variant"
+    assert len(long_table(store)) == 2 * 3 * 28
