@@ -1,0 +1,208 @@
+# lavaan's information matrices for many groups at (near) linear cost, with lavaan's numbers.
+#
+# Measured on 16 groups x 38 items x 200 sessions, MLR, configural (docs/sem.md, "Many
+# groups"): lavaan 0.6-14 spends 83% of the fit in its numerical Hessian (the observed
+# information, MLR's and FIML's default; lav_model_hessian), which moves each of the npar free
+# parameters in turn and evaluates the gradient of the whole model four times. A gradient costs
+# O(G) and npar is O(G), so the Hessian costs O(G^2). Its first-order information
+# (lav_model_information_firstorder, the meat of MLR's sandwich and of its test) forms
+# t(Delta_g) B1_g Delta_g with each group's Delta_g as wide as the whole model, and keeps one
+# npar x npar matrix per group: O(G^3) time and memory.
+#
+# In lavaan 0.6-14 every free parameter belongs to the matrices of one group: equality across
+# groups (group.equal, shared labels) is a constraint (`==`) between separate parameters, applied
+# after these matrices are formed (unless `ceq.simple = TRUE`, which vaar never sets). So:
+#  - a gradient entry depends only on the parameters of its own group: the Hessian (of the
+#    unconstrained fit function, as lavaan takes it) is block-diagonal by group, and the columns
+#    of different groups can be taken from the same four gradients by moving one parameter of
+#    every group at once (Curtis, Powell & Reid 1974). Each entry of a group's block sees only
+#    its own moved parameter: the same numbers as lavaan's loop; entries between groups, zero
+#    in exact arithmetic, are exact zeros here (lavaan's are rounding noise, ~1e-13).
+#  - Delta_g is zero outside group g's columns, so t(Delta_g) B1_g Delta_g is zero outside
+#    group g's block: it is formed on that block only and kept as one (vaar_block_matrix).
+# Where the structure is not this one (the checks in vaar_group_parameters), lavaan's own
+# functions run. tests/test_sem_groups.py compares the matrices with lavaan's own and every
+# number vaar reports with plain lavaan.
+
+# The free parameters of each group (block): a list of index vectors into lavaan's free
+# parameter vector, or NULL where a parameter is not in exactly one group's matrices (then the
+# structure above does not hold) or lavaan would not use the analytic gradient.
+vaar_group_parameters <- function(lavmodel, lavdata, lavoptions = NULL, ceq.simple = FALSE) {
+  if ((!is.null(lavoptions) && lavoptions$optim.gradient == "numerical") ||
+      lavdata@nlevels != 1L || lavmodel@group.w.free || lavmodel@nblocks < 2L ||
+      (!ceq.simple && .hasSlot(lavmodel, "ceq.simple.only") && lavmodel@ceq.simple.only)) {
+    return(NULL)
+  }
+  first <- cumsum(c(0, lavmodel@nmat))
+  groups <- lapply(seq_len(lavmodel@nblocks), function(b) {
+    sort(unique(unlist(lavmodel@x.free.idx[first[b] + seq_len(lavmodel@nmat[b])])))
+  })
+  all <- unlist(groups)
+  if (length(all) != lavmodel@nx.free || anyDuplicated(all)) {
+    return(NULL)
+  }
+  groups
+}
+
+# lavaan's lav_model_hessian (same arguments and formula: the 5-point difference of the
+# analytic gradient, its symmetry check, the symmetrised result), the columns of all groups taken
+# from shared gradients. `lavaan_hessian`: lavaan's own, for models without that structure.
+vaar_block_hessian <- function(lavmodel = NULL, lavsamplestats = NULL, lavdata = NULL,
+                               lavoptions = NULL, lavcache = NULL, group.weight = TRUE,
+                               ceq.simple = FALSE, h = 1e-06, lavaan_hessian) {
+  groups <- vaar_group_parameters(lavmodel, lavdata, lavoptions, ceq.simple)
+  if (is.null(groups)) {
+    return(lavaan_hessian(lavmodel = lavmodel, lavsamplestats = lavsamplestats,
+                          lavdata = lavdata, lavoptions = lavoptions, lavcache = lavcache,
+                          group.weight = group.weight, ceq.simple = ceq.simple, h = h))
+  }
+  npar <- lavmodel@nx.free
+  x <- lavaan:::lav_model_get_parameters(lavmodel = lavmodel)
+  gradient <- function(moved, by) {
+    x.moved <- x
+    x.moved[moved] <- x[moved] + by
+    lavaan:::lav_model_gradient(
+      lavmodel = lavmodel,
+      GLIST = lavaan:::lav_model_x2GLIST(lavmodel = lavmodel, type = "free", x.moved),
+      lavsamplestats = lavsamplestats, lavdata = lavdata, lavcache = lavcache,
+      type = "free", group.weight = group.weight, ceq.simple = ceq.simple
+    )
+  }
+  Hessian <- matrix(0, npar, npar)
+  for (r in seq_len(max(lengths(groups)))) {
+    moved <- unlist(lapply(groups, function(p) p[r]))  # the r-th parameter of every group
+    moved <- moved[!is.na(moved)]
+    column <- (gradient(moved, -2 * h) - 8 * gradient(moved, -h) + 8 * gradient(moved, h) -
+                 gradient(moved, 2 * h)) / (12 * h)
+    for (p in groups) {
+      if (length(p) >= r) Hessian[p, p[r]] <- column[p]
+    }
+  }
+  max.diff <- max(abs(Hessian - t(Hessian)))
+  if (max.diff > 1e-05 * max(diag(Hessian))) {
+    warning("lavaan WARNING: Hessian is not fully symmetric.", "\n\tMax diff = ", max.diff,
+            "\n\t(Max diag Hessian = ", max(diag(Hessian)), ")")
+  }
+  (Hessian + t(Hessian)) / 2
+}
+
+# lavaan's lav_model_information_firstorder (same arguments, same result), each group's
+# t(Delta_g) B1_g Delta_g formed on its own parameters; the per-group matrices it returns with
+# `extra` (B0.group: lavaan's robust test sums each times E.inv) as vaar_block_matrix.
+vaar_block_firstorder <- function(lavmodel = NULL, lavsamplestats = NULL, lavdata = NULL,
+                                  lavimplied = NULL, lavh1 = NULL, lavcache = NULL,
+                                  lavoptions = NULL, check.pd = FALSE, extra = FALSE,
+                                  augmented = FALSE, inverted = FALSE, use.ginv = FALSE,
+                                  lavaan_firstorder) {
+  groups <- vaar_group_parameters(lavmodel, lavdata)
+  if (is.null(groups) || !lavmodel@estimator %in% "ML" ||
+      lavsamplestats@ngroups != lavmodel@nblocks) {
+    return(lavaan_firstorder(lavmodel = lavmodel, lavsamplestats = lavsamplestats,
+                             lavdata = lavdata, lavimplied = lavimplied, lavh1 = lavh1,
+                             lavcache = lavcache, lavoptions = lavoptions, check.pd = check.pd,
+                             extra = extra, augmented = augmented, inverted = inverted,
+                             use.ginv = use.ginv))
+  }
+  if (inverted) augmented <- TRUE
+  npar <- lavmodel@nx.free
+  Delta <- lavaan:::computeDelta(lavmodel = lavmodel)
+  B1 <- lavaan:::lav_model_h1_information_firstorder(
+    lavmodel = lavmodel, lavsamplestats = lavsamplestats, lavdata = lavdata,
+    lavoptions = lavoptions, lavimplied = lavimplied, lavh1 = lavh1, lavcache = lavcache
+  )
+  B0.group <- vector("list", lavsamplestats@ngroups)
+  Information <- matrix(0, npar, npar)
+  for (g in seq_len(lavsamplestats@ngroups)) {
+    p <- groups[[g]]
+    D <- Delta[[g]][, p, drop = FALSE]
+    block <- t(D) %*% B1[[g]] %*% D
+    Information[p, p] <- Information[p, p] + lavsamplestats@nobs[[g]] /
+      lavsamplestats@ntotal * block
+    if (extra) B0.group[[g]] <- vaar_block_matrix(block, p, npar)
+  }
+  if (augmented) {
+    Information <- lavaan:::lav_model_information_augment_invert(
+      lavmodel = lavmodel, information = Information, check.pd = check.pd,
+      inverted = inverted, use.ginv = use.ginv
+    )
+  }
+  if (extra) {
+    attr(Information, "B0.group") <- B0.group
+    attr(Information, "Delta") <- Delta
+    attr(Information, "WLS.V") <- B1
+  }
+  Information
+}
+
+# An npar x npar matrix that is zero outside rows and columns `p` (one group's parameters),
+# kept as that block (lavaan keeps G of them). Elementwise `*` with a matrix keeps the block and
+# `sum` sums it (all lavaan does with them: its robust test's sum(B0.group[[g]] * t(E.inv)));
+# anything else gets the whole matrix.
+vaar_block_matrix <- function(block, p, npar) {
+  structure(list(block = block, p = p, npar = npar), class = "vaar_block_matrix")
+}
+
+as.matrix.vaar_block_matrix <- function(x, ...) {
+  out <- matrix(0, x$npar, x$npar)
+  out[x$p, x$p] <- x$block
+  out
+}
+
+Ops.vaar_block_matrix <- function(e1, e2) {
+  full <- function(e) if (inherits(e, "vaar_block_matrix")) as.matrix(e) else e
+  block <- if (inherits(e1, "vaar_block_matrix")) e1 else e2
+  other <- if (inherits(e1, "vaar_block_matrix")) e2 else e1
+  if (.Generic == "*" && !inherits(other, "vaar_block_matrix") && is.matrix(other) &&
+      all(dim(other) == block$npar)) {
+    return(vaar_block_matrix(block$block * other[block$p, block$p], block$p, block$npar))
+  }
+  get(.Generic)(full(e1), full(e2))
+}
+
+Summary.vaar_block_matrix <- function(..., na.rm = FALSE) {
+  x <- list(...)
+  if (.Generic == "sum" && length(x) == 1L) {
+    return(sum(x[[1]]$block, na.rm = na.rm))
+  }
+  do.call(.Generic, c(lapply(x, as.matrix), na.rm = na.rm))
+}
+
+# Put vaar_block_hessian and vaar_block_firstorder in lavaan's place, once per R process, on the
+# lavaan release whose functions were read for them (0.6-14; any other keeps its own). Returns
+# whether they are in place.
+vaar_use_block_information <- function() {
+  ns <- asNamespace("lavaan")
+  hessian <- get("lav_model_hessian", envir = ns)
+  firstorder <- get("lav_model_information_firstorder", envir = ns)
+  if (isTRUE(attr(hessian, "vaar"))) {
+    return(TRUE)
+  }
+  if (packageVersion("lavaan") != "0.6.14") {
+    return(FALSE)
+  }
+  block_hessian <- function(lavmodel = NULL, lavsamplestats = NULL, lavdata = NULL,
+                            lavoptions = NULL, lavcache = NULL, group.weight = TRUE,
+                            ceq.simple = FALSE, h = 1e-06) {
+    vaar_block_hessian(lavmodel, lavsamplestats, lavdata, lavoptions, lavcache, group.weight,
+                       ceq.simple, h, lavaan_hessian = hessian)
+  }
+  block_firstorder <- function(lavmodel = NULL, lavsamplestats = NULL, lavdata = NULL,
+                               lavimplied = NULL, lavh1 = NULL, lavcache = NULL,
+                               lavoptions = NULL, check.pd = FALSE, extra = FALSE,
+                               augmented = FALSE, inverted = FALSE, use.ginv = FALSE) {
+    vaar_block_firstorder(lavmodel, lavsamplestats, lavdata, lavimplied, lavh1, lavcache,
+                          lavoptions, check.pd, extra, augmented, inverted, use.ginv,
+                          lavaan_firstorder = firstorder)
+  }
+  for (generic in c("Ops", "Summary", "as.matrix")) {
+    registerS3method(generic, "vaar_block_matrix",
+                     get(paste0(generic, ".vaar_block_matrix")), envir = ns)
+  }
+  attr(block_hessian, "vaar") <- TRUE
+  utils::assignInNamespace("lav_model_hessian", block_hessian, ns = "lavaan")
+  utils::assignInNamespace("lav_model_information_firstorder", block_firstorder, ns = "lavaan")
+  TRUE
+}
+
+# In place whenever these functions are sourced (vaar.sem.bridge, the bundle's analysis.R).
+invisible(vaar_use_block_information())
