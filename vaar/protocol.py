@@ -168,6 +168,13 @@ def _level_name(factor: str, level) -> str:
     return str(level)
 
 
+def _history(level, base: HistorySpec) -> HistorySpec:
+    """A history level as a policy: a table is one; a mode's name keeps the study's cap."""
+    if isinstance(level, HistorySpec):
+        return level
+    return base.model_copy(update={"mode": level, "last_k": None})
+
+
 def history_label(history: HistorySpec) -> str:
     label = f"last{history.last_k}" if history.mode == "last_k" else history.mode
     return label + (f"-max{history.max_tokens}" if history.max_tokens else "")
@@ -254,11 +261,7 @@ def resolve(study, variant: Variant, instruments) -> Resolved:
     if "items_per_turn" in s:
         update["items_per_turn"] = s["items_per_turn"]
     if "history" in s:
-        level = s["history"]
-        history = level if isinstance(level, HistorySpec) else base.history.model_copy(
-            update={"mode": level, "last_k": None}
-        )  # fmt: skip
-        update["history"] = history
+        update["history"] = _history(s["history"], base.history)
     if "system_prompt" in s:
         update["system_prompt"] = read_factor(study, "system_prompt", s["system_prompt"])
     ordered = block_order(s.get("block_order", "study"), instruments, study.instruments)
@@ -280,9 +283,7 @@ def factors(study, variant: Variant, instruments) -> dict[str, str]:
     s = variant.settings
     session = study.session
     order = block_order(s.get("block_order", "study"), instruments, study.instruments)
-    history = s.get("history", session.history)
-    if not isinstance(history, HistorySpec):
-        history = session.history.model_copy(update={"mode": history, "last_k": None})
+    history = _history(s.get("history", session.history), session.history)
     shuffled = s.get("item_order", "shuffled" if session.randomize_items else "fixed")
     labels = {
         "block_order": "-".join(i.id for i in order),
