@@ -213,3 +213,32 @@ def test_bad_files_are_named_by_the_field_that_names_them(tmp_path, files, text,
     assert line.startswith(f"error: {path}: multiverse.") and expected in line, line
     # an analysis of the study elsewhere does not need its files
     load_study(path, check_files=False)
+
+
+@pytest.mark.parametrize(
+    ("listed", "level", "expected"),
+    [
+        (["aods", "psa", "westin", "iuipc10"], "study", "aods-psa-westin-iuipc10"),
+        (["aods", "psa", "westin", "iuipc10"], "paper", "westin-iuipc10-psa-aods"),
+        (["aods", "psa", "westin", "iuipc10"], "reversed", "iuipc10-westin-psa-aods"),
+        (["psa", "westin", "aods", "iuipc10"], "sharing_first", "aods-psa-westin-iuipc10"),
+        (["psa", "westin"], "sharing_first", "psa-westin"),  # nothing to move
+        (["psa", "westin", "aods"], ["aods", "westin", "psa"], "aods-westin-psa"),
+    ],
+)
+def test_block_orders_by_name_or_by_ids(listed, level, expected):
+    study = parse_study(raw(instruments=listed, variants=[{"name": "v", "block_order": level}]))
+    assert variant_factors(study)["v"]["block_order"] == expected
+
+
+def test_block_orders_of_user_instrument_files_by_id_or_path(tmp_path):
+    from test_smollm2_study import write_instruments
+
+    paths = [str(p) for p in write_instruments(tmp_path / "instruments")]
+    by_id = ["two_sharing", "two_privacy", "two_prosocial"]
+    by_path = [paths[2], paths[0], paths[1]]
+    study = parse_study(raw(instruments=paths, variants=[
+        {"name": "ids", "block_order": by_id}, {"name": "paths", "block_order": by_path},
+    ]))  # fmt: skip
+    factors = variant_factors(study)
+    assert factors["ids"]["block_order"] == factors["paths"]["block_order"] == "-".join(by_id)
