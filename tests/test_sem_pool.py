@@ -92,6 +92,19 @@ def test_workers_see_a_minimal_environment_in_a_private_directory(monkeypatch):
     assert not Path(home).exists()  # removed with its worker
 
 
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_each_worker_forks_its_levels_onto_its_share_of_the_cores(workers, monkeypatch):
+    """The ladder forks one R per level onto $VAAR_R_CPUS cores (vaar.sem.ladder.r_cpus):
+    a pool's workers together never ask for more than the machine's cores (at least one each)."""
+    from vaar.sem.ladder import r_cpus
+
+    monkeypatch.delenv("VAAR_R_CPUS", raising=False)
+    cores = os.cpu_count() or 1
+    with RPool(workers) as pool:
+        shares = {pool.submit(r_cpus).result(timeout=30) for _ in range(3 * workers)}
+    assert shares == {max(1, cores // workers)}
+
+
 def test_shutdown_cancels_what_has_not_started_and_stops_every_worker():
     pool = RPool(1)
     pid = pool.submit(os.getpid).result(timeout=30)

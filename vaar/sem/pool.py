@@ -7,6 +7,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import multiprocessing
+import os
 import queue
 import threading
 from concurrent.futures import Executor, Future
@@ -18,14 +19,16 @@ from vaar.sem.worker import RProcess
 class RPool(Executor):
     """`workers` R workers, all started now, behind the Executor interface: submit(fn, *args,
     **kwargs) runs a module-level fn in the next free one. A worker that dies fails its call
-    with WorkerLost and is restarted for the next."""
+    with WorkerLost and is restarted for the next. Each worker's R forks its ladder's levels
+    onto its share of the cores only (VAAR_R_CPUS), so the pool never oversubscribes them."""
 
     def __init__(self, workers: int, *, start_timeout: float = 120.0, name: str = "r"):
         self._start_timeout = start_timeout
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
-        self._processes = [RProcess(f"{name}-{i}") for i in range(workers)]
+        share = max(1, (os.cpu_count() or 1) // workers)
+        self._processes = [RProcess(f"{name}-{i}", r_cpus=share) for i in range(workers)]
         try:
             for process in self._processes:  # spawn all, then wait: they start in parallel
                 process.launch()

@@ -32,12 +32,42 @@ VAAR_FIT_MEASURES <- c(
   "rmsea.ci.lower.robust", "rmsea.ci.upper.robust", "srmr", "aic", "bic"
 )
 
+# lavaan 0.6-14's fitMeasures() of a FIML fit computes the FIML-corrected robust statistics
+# (lav_fit_fiml_corrected: a refit at the h1 moments and its information matrices, ~95 % of
+# fitMeasures' time) twice with the same arguments: for the robust RMSEA and again for the
+# robust CFI. It is a function of its arguments only, so within one vaar_fit_measures call the
+# first result is handed to the second call (same object, same version: identical numbers).
+vaar_fiml_once <- new.env()
+local({
+  lavaan_own <- get("lav_fit_fiml_corrected", envir = asNamespace("lavaan"))
+  once <- function(lavobject, version = "V3") {
+    seen <- vaar_fiml_once$seen
+    if (!isTRUE(vaar_fiml_once$active)) {
+      return(lavaan_own(lavobject, version))
+    }
+    key <- toupper(version)
+    if (!is.null(seen[[key]]) && identical(seen[[key]]$object, lavobject)) {
+      return(seen[[key]]$value)
+    }
+    value <- lavaan_own(lavobject, version)
+    vaar_fiml_once$seen[[key]] <- list(object = lavobject, value = value)
+    value
+  }
+  utils::assignInNamespace("lav_fit_fiml_corrected", once, ns = "lavaan")
+})
+
 # Fit measures as a named numeric vector with NA for the ones this estimator does not give.
 vaar_fit_measures <- function(fit) {
   out <- setNames(rep(NA_real_, length(VAAR_FIT_MEASURES)), VAAR_FIT_MEASURES)
   if (is.null(fit)) {
     return(out)
   }
+  vaar_fiml_once$active <- TRUE
+  vaar_fiml_once$seen <- list()
+  on.exit({
+    vaar_fiml_once$active <- FALSE
+    vaar_fiml_once$seen <- list()
+  })
   fm <- vaar_capture(fitMeasures(fit))$value
   if (!is.null(fm)) {
     have <- intersect(names(fm), VAAR_FIT_MEASURES)
@@ -140,8 +170,9 @@ vaar_fit_run <- function(syntax, data, group, level, options, group.equal = "",
 }
 
 # Everything vaar reports about one fit, as data. `baseline_fit` lends its independence model
-# to a fit made with baseline = FALSE.
-vaar_describe <- function(run, baseline_fit = NULL) {
+# to a fit made with baseline = FALSE. `measures = FALSE` leaves out the fit measures (the
+# row), which need that baseline: vaar_measure adds them once it is there.
+vaar_describe <- function(run, baseline_fit = NULL, measures = TRUE) {
   fit <- run$fit
   level <- run$level
   out <- run
@@ -150,18 +181,13 @@ vaar_describe <- function(run, baseline_fit = NULL) {
                  as.list(vaar_fit_measures(NULL)))
     return(out)
   }
-  if (!is.null(baseline_fit) && is.null(fit@baseline$test) &&
-      !is.null(baseline_fit@baseline$test)) {
-    fit@baseline <- baseline_fit@baseline
-    out$fit <- fit
-  }
+  out$fit <- fit <- vaar_lend_baseline(fit, baseline_fit)
   post <- vaar_capture(lavInspect(fit, "post.check"))
   for (w in setdiff(post$warnings, run$warnings)) {
     out$messages[nrow(out$messages) + 1, ] <- list(level, "warning", w)
   }
-  out$row <- c(list(level = level, converged = isTRUE(lavInspect(fit, "converged")),
-                    post_check = isTRUE(post$value)),
-               as.list(vaar_fit_measures(fit)))
+  out$post_check <- isTRUE(post$value)
+  if (measures) out <- vaar_measure(out)
   out$estimates <- vaar_estimates(fit, level)
   out$flags <- vaar_flags(fit, level, c(run$warnings, post$warnings))
   stat_group <- vaar_capture(lavInspect(fit, "test")[[1]]$stat.group)$value
@@ -176,6 +202,33 @@ vaar_describe <- function(run, baseline_fit = NULL) {
     collapse = "\n"
   )
   out
+}
+
+# A fit fitted with baseline = FALSE gets the independence model of `baseline_fit` (it does
+# not depend on group.equal): identical fit measures, without fitting it again.
+vaar_lend_baseline <- function(fit, baseline_fit) {
+  if (!is.null(baseline_fit) && is.null(fit@baseline$test) &&
+      !is.null(baseline_fit@baseline$test)) {
+    fit@baseline <- baseline_fit@baseline
+  }
+  fit
+}
+
+# The fit-measures row of a described fit (vaar_describe): converged, post.check, fitMeasures.
+vaar_measure <- function(out) {
+  out$row <- c(list(level = out$level, converged = isTRUE(lavInspect(out$fit, "converged")),
+                    post_check = out$post_check),
+               as.list(vaar_fit_measures(out$fit)))
+  out
+}
+
+# The information matrices lavaan used for a fit's standard errors and its (scaled) test, as
+# lavaan reports them: information (expected / observed / first.order), and for observed
+# information how it was computed (hessian: numerical; h1: from the unrestricted model).
+vaar_information <- function(fit) {
+  o <- lavInspect(fit, "options")
+  list(se = o$information[1], test = o$information[length(o$information)],
+       observed = o$observed.information[1], h1 = o$h1.information[1])
 }
 
 # Apply `f` to each element, in forked R processes when ncpus > 1 (results are the same: each
