@@ -158,7 +158,8 @@ def analyze(*args) -> tuple[int, str]:
     "extra, fragment",
     [(["--estimator", "WLSMV"], "error: --estimator WLSMV fits ordinal items"),
      (["--ordered", "a1", "--estimator", "ML"], "error: --estimator ML fits continuous"),
-     (["--human-group", "llm-a"], "only --estimator, --ordered and --degenerate apply")],
+     (["--human-group", "llm-a"],
+      "only --estimator, --ordered, --degenerate and --information apply")],
 )  # fmt: skip
 def test_analyze_model_refuses_what_does_not_fit(files, extra, fragment):
     root, data, model = files

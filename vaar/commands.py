@@ -9,12 +9,19 @@ from pathlib import Path
 
 import click
 
-from vaar.config import INTERVAL_METHODS, VAAR_LEVELS, load_study
+from vaar.config import EVIDENCE_METHODS, INTERVAL_METHODS, VAAR_LEVELS, load_study
 from vaar.errors import VaarError
 from vaar.invariance import ESTIMATORS
-from vaar.sem.options import check_estimator, degenerate_option, ordered_option, parse_ordered
+from vaar.sem.options import (
+    check_estimator,
+    degenerate_option,
+    information_option,
+    ordered_option,
+    parse_ordered,
+)
 
-MODEL_OPTIONS = ("estimator", "degenerate")  # the overrides that apply to a user's own model
+# the overrides that apply to a user's own model
+MODEL_OPTIONS = ("estimator", "degenerate", "information")
 
 
 @click.command()
@@ -77,6 +84,7 @@ def run(study_file, no_progress):
 )
 @ordered_option
 @degenerate_option
+@information_option
 @click.option(
     "--human-group",
     metavar="NAME",
@@ -95,6 +103,12 @@ def run(study_file, no_progress):
     default=None,
     help="Report VAAR's path estimates as std.all (the sign evidence stays est / se) "
     "(default: the study's, else unstandardized).",
+)
+@click.option(
+    "--evidence",
+    type=click.Choice(EVIDENCE_METHODS),
+    help="Sign evidence of each path: its Wald z (default), or its signed likelihood-ratio z "
+    "(one refit per model x path; the same whichever indicator identifies a factor).",
 )
 @click.option(
     "--bootstrap",
@@ -123,8 +137,8 @@ def run(study_file, no_progress):
 )
 @click.option("--title", default="vaar reports", show_default=True, help="Batch index title.")
 def analyze(
-    inputs, out_root, model_file, group, estimator, ordered, degenerate, human_group,
-    vaar_level, standardized, bootstrap, interval_method, scheduler, workers, title,
+    inputs, out_root, model_file, group, estimator, ordered, degenerate, information, human_group,
+    vaar_level, standardized, evidence, bootstrap, interval_method, scheduler, workers, title,
 ):  # fmt: skip
     """Analyse collected answers and write reports, without collecting anything.
 
@@ -153,9 +167,9 @@ def analyze(
         raise VaarError(f"--out: {problem}")
     overrides = {
         "estimator": estimator, "human_group": human_group, "vaar_level": vaar_level,
-        "standardized": standardized, "bootstrap": bootstrap,
+        "standardized": standardized, "evidence": evidence, "bootstrap": bootstrap,
         "interval_method": interval_method, "scheduler": scheduler, "workers": workers,
-        "degenerate": degenerate,
+        "degenerate": degenerate, "information": information,
     }  # fmt: skip
     user_model = _user_model(model_file, group, ordered, overrides)
     jobs = find_jobs(list(inputs))
@@ -191,8 +205,8 @@ def _user_model(model_file, group, ordered, overrides: dict) -> tuple[str, str] 
     user_model = (read_model_file(model_file), group)
     if any(v is not None for k, v in overrides.items() if k not in MODEL_OPTIONS):
         raise VaarError(
-            "--model fits your own model without VAAR: only --estimator, --ordered and "
-            "--degenerate apply"
+            "--model fits your own model without VAAR: only --estimator, --ordered, "
+            "--degenerate and --information apply"
         )
     overrides["ordered"] = ordered
     return user_model

@@ -9,8 +9,6 @@ params against the provider's schema, base URLs, and (for a study file on this m
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Literal, get_args
 from urllib.parse import urlsplit
@@ -19,18 +17,28 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
+    model_serializer,
 )
 
 from vaar.errors import ConfigError, VaarError, format_validation_error
 from vaar.files import folder_problem, read_text, read_toml
-from vaar.invariance import BASELINE, Degenerate, Estimator, Missing, StudyLevel
+from vaar.invariance import (
+    BASELINE,
+    INFORMATION_HELP,
+    Degenerate,
+    Estimator,
+    Information,
+    Missing,
+    StudyLevel,
+)
+from vaar.protocol import NAME_PATTERN, HistorySpec, MultiverseSpec, VariantSpec, load_personas
+from vaar.protocol import check as check_multiverse
 from vaar.registry import provider_entry, validate_params
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 # Validation context key: check the files and folders a study names (its personas, reference and
 # output folder) on this machine. Off for configs that come from elsewhere (a store, the service).
 CHECK_FILES = "check_files"
@@ -38,6 +46,11 @@ CHECK_FILES = "check_files"
 # the one with the best coverage measured by bench/bench_alignment.py.
 IntervalMethod = Literal["percentile", "basic-z", "basic-est"]
 INTERVAL_METHODS: tuple[str, ...] = get_args(IntervalMethod)
+# The sign evidence of each path: the Wald z (the default), or the signed likelihood-ratio z of a
+# refit with the path fixed at 0 in that group, which does not depend on how the factors are
+# identified (docs/vaar.md, "Sign evidence").
+SignEvidence = Literal["wald", "lrt"]
+EVIDENCE_METHODS: tuple[str, ...] = get_args(SignEvidence)
 # The invariance level whose paths VAAR scores: configural, or the highest the ladder supports.
 VaarLevel = Literal[BASELINE, "highest"]
 VAAR_LEVELS: tuple[str, ...] = get_args(VaarLevel)
@@ -49,24 +62,6 @@ class Strict(BaseModel):
 
 def _checking_files(info: ValidationInfo) -> bool:
     return bool(info.context and info.context.get(CHECK_FILES))
-
-
-def load_personas(path: str | Path) -> list[str]:
-    """Personas from a CSV (column 'persona', else the first column), one per session in turn;
-    ValueError saying what is wrong with the file."""
-    try:
-        text = read_text(path, "personas file")
-    except VaarError as exc:
-        raise ValueError(str(exc)) from None
-    rows = list(csv.DictReader(io.StringIO(text, newline="")))
-    if not rows:
-        raise ValueError(f"{path} has no rows")
-    column = "persona" if "persona" in rows[0] else next(iter(rows[0]))
-    personas = [(row.get(column) or "").strip() for row in rows]
-    empty = [n + 2 for n, p in enumerate(personas) if not p]
-    if empty:
-        raise ValueError(f"{path}: empty persona on line(s) {empty[:5]}")
-    return personas
 
 
 class ModelSpec(Strict):
@@ -114,22 +109,6 @@ class ModelSpec(Strict):
         return value
 
 
-class HistorySpec(Strict):
-    """The bounded, history-carrying session: what earlier turns each new item sees."""
-
-    mode: Literal["session", "last_k", "instrument"] = Field(
-        "session", description="whole session, last k turns, or reset at each instrument"
-    )
-    last_k: int | None = Field(None, ge=1)
-    max_tokens: int | None = Field(None, ge=64, description="drop oldest turns beyond this")
-
-    @model_validator(mode="after")
-    def _last_k_needs_k(self):
-        if self.mode == "last_k" and self.last_k is None:
-            raise ValueError("mode 'last_k' needs last_k (a number of turns)")
-        return self
-
-
 DEFAULT_SYSTEM_PROMPT = (
     "You are taking part in a survey. Answer every question as yourself, with the number of the "
     "response option that fits you best."
@@ -161,6 +140,7 @@ class AnalysisSpec(Strict):
         get_args(Missing)[0],
         description="continuous data: FIML, or complete sessions only (much faster)",
     )
+    information: Information = Field(get_args(Information)[0], description=INFORMATION_HELP)
     vaar_level: VaarLevel = VAAR_LEVELS[0]
     standardized: bool = Field(
         False,
@@ -168,6 +148,11 @@ class AnalysisSpec(Strict):
         "still from est / se: lavaan's std.all SEs cost a refit's time)",
     )
     alpha: float = Field(0.05, gt=0, lt=1)
+    evidence: SignEvidence = Field(
+        EVIDENCE_METHODS[0],
+        description="sign evidence per path: the Wald z, or the signed likelihood-ratio z (one "
+        "refit per model x path; the same under every identification of the factors)",
+    )
     reference: str | None = Field(None, description="human reference file (default: built in)")
     human_group: str | None = Field(
         None, description="a group of human respondents in the data: its path signs become the "
@@ -209,6 +194,10 @@ class Study(Strict):
     session: SessionSpec = SessionSpec()
     analysis: AnalysisSpec = AnalysisSpec()
     models: list[ModelSpec] = Field(min_length=1)
+    # protocol variants (vaar.protocol): a grid of factors and/or named variants
+    multiverse: MultiverseSpec | None = None
+    variants: list[VariantSpec] = Field(default_factory=list)
+    _base_dir: Path | None = PrivateAttr(None)  # the study file's folder: variants' files
 
     @field_validator("instruments")
     @classmethod
@@ -241,9 +230,22 @@ class Study(Strict):
                 raise ValueError(problem + ("" if value else " (the default output_dir)"))
         return value
 
+    @model_serializer(mode="wrap")
+    def _without_multiverse(self, handler):
+        """A study without variants dumps (and so stores) exactly as before they existed."""
+        data = handler(self)
+        for key in ("multiverse", "variants"):
+            if isinstance(data, dict) and not data.get(key):
+                data.pop(key, None)
+        return data
+
     @property
     def out_path(self) -> Path:
         return _out_path(self.output_dir, self.name)
+
+    @property
+    def base_dir(self) -> Path | None:
+        return self._base_dir
 
 
 def _out_path(output_dir: str | None, name: str) -> Path:
@@ -255,12 +257,21 @@ def load_study(path: str | Path, *, check_files: bool = True) -> Study:
     `check_files`: also check the files and folders it names (collect and run need them; an
     analysis of a study copied from elsewhere does not)."""
     raw = read_toml(path, "study file")
-    return parse_study(raw, source=str(path), check_files=check_files)
+    return parse_study(raw, source=str(path), check_files=check_files, base_dir=Path(path).parent)
 
 
-def parse_study(raw: dict, source: str = "study", *, check_files: bool = False) -> Study:
-    """Validate a study config (a dict); `check_files` as in load_study."""
+def parse_study(
+    raw: dict, source: str = "study", *, check_files: bool = False, base_dir: Path | None = None
+) -> Study:
+    """Validate a study config (a dict); `check_files` as in load_study; `base_dir`: the folder
+    its variants' files are relative to (default: the working folder)."""
     try:
-        return Study.model_validate(raw, context={CHECK_FILES: check_files})
+        study = Study.model_validate(raw, context={CHECK_FILES: check_files})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(source, exc)) from None
+    study._base_dir = base_dir
+    try:
+        check_multiverse(study, check_files)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return study

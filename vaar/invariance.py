@@ -27,6 +27,30 @@ Missing = Literal["fiml", "listwise"]  # continuous data; ordinal data use pairw
 MISSING: tuple[str, ...] = get_args(Missing)
 Degenerate = Literal["drop_items", "exclude_group", "fail"]  # see vaar.sem.degenerate
 DEGENERATE: tuple[str, ...] = get_args(Degenerate)
+# The information matrix of a FIML fit (missing = "ml": continuous data with missing answers),
+# for its standard errors and scaled (robust) tests. "h1": the observed information computed
+# analytically from the unrestricted (h1) model, about listwise deletion's time; "lavaan":
+# lavaan's own default, the observed information from a numerical Hessian (5-15x slower on
+# vaar's models, docs/sem.md). Complete-data and ordinal fits keep lavaan's defaults always.
+Information = Literal["h1", "lavaan"]
+INFORMATION: tuple[str, ...] = get_args(Information)
+FIML_INFORMATION: dict[str, dict[str, str]] = {  # the lavaan options of each choice
+    "h1": {"information": "observed", "observed.information": "h1"},
+    "lavaan": {},
+}
+INFORMATION_HELP = (
+    "FIML's information matrix for standard errors and scaled tests: h1 (observed, "
+    "analytic from the unrestricted model; the default, about listwise's time) or lavaan "
+    "(lavaan's own default, a numerical Hessian: much slower)"
+)
+
+
+def fiml_options(information: str) -> dict[str, str]:
+    """The lavaan options a FIML fit gets for an `information` choice; VaarError if unknown."""
+    if information not in FIML_INFORMATION:
+        known = ", ".join(INFORMATION)
+        raise VaarError(f"unknown information choice {information!r} (known: {known})")
+    return dict(FIML_INFORMATION[information])
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -94,6 +94,7 @@ def _fit(
             levels=list(analysis.levels),
             degenerate=analysis.degenerate,
             missing=analysis.missing,
+            information=analysis.information,
             answers=answers,
         )
 
@@ -111,6 +112,7 @@ def _align(sem, model, reference, analysis: AnalysisSpec, seed: int, echo: Echo)
         human_group=analysis.human_group,
         bootstrap=analysis.bootstrap or None,
         interval_method=analysis.interval_method,
+        evidence=analysis.evidence,
         scheduler=analysis.scheduler,
         workers=analysis.workers,
         seed=seed,
@@ -165,6 +167,68 @@ def analyze_tables(
     )
 
 
+def analyze_multiverse(
+    study: Study | None, wide: pd.DataFrame, instruments: list, factors: dict, *,
+    long: pd.DataFrame | None = None, echo: Echo = print, timings: dict | None = None,
+    analysis: AnalysisSpec | None = None, **how,
+) -> StudyResult:  # fmt: skip
+    """A multiverse study (`wide` has a `variant` column; `factors`: variant -> {factor:
+    level}): each variant analysed by analyze_tables on its own sessions (a variant that cannot
+    be analysed is a finding, not a crash), then compared across variants by vaar.multiverse.
+    The result is the first analysable variant's, with the comparison as `multiverse`."""
+    from vaar.data import score_items
+    from vaar.multiverse.analysis import summarize
+    from vaar.multiverse.order import order_invariance
+    from vaar.sem import build_vaar_model
+
+    analysis = analysis or (study.analysis if study else AnalysisSpec())
+    timings = {} if timings is None else timings
+    results, failures = {}, {}
+    for variant in factors:
+        rows, stages = wide["variant"] == variant, {}
+        mine = None if long is None else long[long["session"].isin(wide.loc[rows, "session"])]
+        echo(f"[vaar] variant {variant}: {int(rows.sum())} sessions")
+        try:
+            results[variant] = analyze_tables(
+                study, wide[rows].drop(columns="variant"), instruments, long=mine, echo=echo,
+                timings=stages, analysis=analysis, **how,
+            )  # fmt: skip
+        except VaarError as exc:
+            failures[variant] = str(exc)
+            echo(f"[vaar] variant {variant} not analysed: {exc}")
+        timings.update({f"variant {variant}: {stage}": t for stage, t in stages.items()})
+    if not results:
+        raise VaarError(f"no variant of the multiverse could be analysed: {failures}")
+    scored = score_items(wide, instruments)
+    syntax = build_vaar_model(instruments, privacy=analysis.privacy_factors).syntax
+    with _stage("multiverse: block-order ladder", timings, echo):
+        order = order_invariance(scored, wide, syntax, factors, analysis, echo)
+    with _stage("multiverse: stability and verdicts", timings, echo):
+        alignments = {v: r.alignment for v, r in results.items()}
+        multiverse = summarize(alignments, factors, scored=scored, instruments=instruments,
+                               failures=failures, order=order, alpha=analysis.alpha)  # fmt: skip
+    shown = results[next(v for v in factors if v in results)]
+    shown.provenance["data_sha256"] = data_hash(wide)
+    return replace(shown, multiverse=multiverse, timings=timings)
+
+
+def analyze_study(study: Study | None, wide: pd.DataFrame, instruments: list, **how) -> StudyResult:
+    """analyze_tables, or analyze_multiverse when the sessions carry a variant: the variants
+    described by their factor levels (vaar.multiverse.variant_factors), in the study's order;
+    a variant the study does not describe (or a bare table's) only by its name."""
+    from vaar.data import VARIANT
+
+    if VARIANT not in wide.columns:
+        return analyze_tables(study, wide, instruments, **how)
+    from vaar.multiverse import variant_factors
+
+    described = variant_factors(study) if study is not None else {}
+    present = list(dict.fromkeys(wide[VARIANT].astype(str)))
+    ordered = [v for v in described if v in present] + [v for v in present if v not in described]
+    factors = {v: described.get(v, {VARIANT: v}) for v in ordered}
+    return analyze_multiverse(study, wide, instruments, factors, **how)
+
+
 def analyze_model(
     data: pd.DataFrame,
     syntax: str,
@@ -174,6 +238,7 @@ def analyze_model(
     estimator: str | None = None,
     ordered: bool | list[str] = False,
     degenerate: str | None = None,
+    information: str | None = None,
     data_file: str | None = None,
     group_label: str | None = None,
     echo: Echo = print,
@@ -187,6 +252,7 @@ def analyze_model(
 
     timings = {} if timings is None else timings
     how = {"degenerate": degenerate} if degenerate else {}
+    how |= {"information": information} if information else {}
     with _stage("lavaan multi-group SEM (your model)", timings, echo):
         sem = fit_ladder(
             data, syntax, group, estimator=estimator, ordered=ordered, equal_paths=True,
@@ -227,7 +293,7 @@ def run_study(study: Study, *, echo: Echo = print, progress: bool = True) -> Pat
     with _stage("build tables", timings, echo):
         long = long_table(store)
         wide = wide_table(long)
-    result = analyze_tables(
+    result = analyze_study(
         study, wide, instruments, long=long, collection=summary, echo=echo, timings=timings
     )
     with _stage("write report", timings, echo):
@@ -271,6 +337,7 @@ def analyze_job(
         return analyze_model(
             data, syntax, group, name=job.name, estimator=overrides.get("estimator"),
             ordered=overrides.get("ordered", False), degenerate=overrides.get("degenerate"),
+            information=overrides.get("information"),
             echo=echo, data_file=str(job.data_file),
         )  # fmt: skip
     loaded = load_job(job)
@@ -278,7 +345,7 @@ def analyze_job(
     if overrides:
         base = loaded.study.analysis if loaded.study is not None else AnalysisSpec()
         analysis = AnalysisSpec.model_validate({**base.model_dump(), **overrides})
-    return analyze_tables(
+    return analyze_study(
         loaded.study,
         loaded.wide,
         loaded.instruments,

@@ -128,5 +128,6 @@ def ladder_call(syntax: str, **args) -> dict:
         "ncpus": 1,
         "seed": 0,
         "missing": "fiml",
+        "information": invariance.INFORMATION[0],
     }
     return {"function": "vaar_fit_ladder", "syntax": syntax, "args": {**defaults, **args}}

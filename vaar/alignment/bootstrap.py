@@ -22,7 +22,7 @@ from vaar.alignment.reference import Reference, _as_path
 from vaar.alignment.scores import path_evidence, scores_from_evidence, sign_metrics
 from vaar.config import INTERVAL_METHODS
 from vaar.errors import VaarError
-from vaar.invariance import BASELINE
+from vaar.invariance import BASELINE, INFORMATION, level_of
 from vaar.sem.result import json_records
 
 METRICS = ("vaar_soft", "vaar_hard", "vaar_logloss")
@@ -44,6 +44,9 @@ class RefitSpec:
     alpha: float = 0.05
     group: str = "model"
     missing: str = "fiml"  # as the original fit: "fiml" or "listwise"
+    information: str = INFORMATION[0]  # as the original fit (vaar.invariance.FIML_INFORMATION)
+    freed: tuple = ()  # a partial level's freed parameters (vaar.sem.lrt.freed_at)
+    evidence: str = "wald"  # or "lrt": each draw's paths tested by LR refits (vaar.alignment.lrt)
 
 
 def resample(data: pd.DataFrame, rng: np.random.Generator, group: str = "model") -> pd.DataFrame:
@@ -84,6 +87,7 @@ def refit_draw(spec: RefitSpec, data: pd.DataFrame, seed: int, draw: int | None)
 
 
 def _fit_evidence(spec: RefitSpec, sample: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    from vaar.alignment.lrt import LRT, lrt_evidence
     from vaar.sem import fit_ladder
 
     fit = fit_ladder(
@@ -92,15 +96,20 @@ def _fit_evidence(spec: RefitSpec, sample: pd.DataFrame, models: list[str]) -> p
         spec.group,
         estimator=spec.estimator,
         ordered=list(spec.ordered) if isinstance(spec.ordered, tuple) else spec.ordered,
-        levels=[spec.level],
+        levels=[level_of(spec.level).name],  # scalar_partial: scalar, with the freed parameters
+        freed=list(spec.freed),
         degenerate=spec.degenerate,
         equal_paths=False,  # the equal-paths test is not needed to score VAAR
         missing=spec.missing,
+        information=spec.information,
     )
-    return fit_evidence(
+    evidence = fit_evidence(
         fit, spec.paths, spec.reference, level=spec.level, standardized=spec.standardized,
         alpha=spec.alpha, models=models,
     )  # fmt: skip
+    if spec.evidence == LRT and len(fit.estimates):  # the draw's own refits, here in its worker
+        evidence = lrt_evidence(fit, evidence, level=spec.level, alpha=spec.alpha)[0]
+    return evidence
 
 
 def _refit_alone(spec: RefitSpec, sample: pd.DataFrame, evidence: pd.DataFrame) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from vaar.alignment.bootstrap import (
     fit_evidence,
 )
 from vaar.alignment.executors import refit_executor
+from vaar.alignment.lrt import LRT, EvidenceInfo, check_evidence, lrt_evidence
 from vaar.alignment.reference import (
     Reference,
     _as_path,
@@ -25,21 +26,24 @@ from vaar.alignment.reference import (
     reference_from_group,
 )
 from vaar.alignment.scores import LOGLOSS_FLOOR, scores_from_evidence
-from vaar.config import INTERVAL_METHODS
+from vaar.config import EVIDENCE_METHODS, INTERVAL_METHODS
 from vaar.errors import VaarError
-from vaar.invariance import BASELINE
+from vaar.invariance import BASELINE, INFORMATION
+from vaar.sem.lrt import freed_at
 from vaar.sem.result import json_records
 
 FORMULA_NOTE = (
     "The paper (Chen, Yu & Hu 2026, arXiv 2601.03546) describes VAAR as a human-referenced "
     "directional agreement metric that aggregates path-level evidence for the expected signs; "
     "its exact formula could not be verified. vaar computes its own definition of that family: "
-    "sign evidence c = Phi(s * b / se) per path; VAAR_soft = mean c (1 aligned, 0.5 no "
+    'sign evidence c = Phi(s * z) per path, z the Wald z = b / se or (evidence "lrt") the signed '
+    "likelihood-ratio z; VAAR_soft = mean c (1 aligned, 0.5 no "
     "information, 0 reversed); VAAR_hard = share of paths with the expected sign and p < alpha; "
     f"VAAR_logloss = -mean log(max(c, {LOGLOSS_FLOOR:g})) (0 = perfect)."
 )
 DEFINITIONS = {
-    "evidence": "Phi(s * b / se): probability-like confidence that the path has the human sign s",
+    "evidence": "Phi(s * z), z the path's Wald or signed likelihood-ratio z (see 'evidence'): "
+    "probability-like confidence that the path has the human sign s",
     "vaar_soft": "mean sign evidence over a model's paths (default; 0.5 = no information)",
     "vaar_hard": "share of a model's paths with the expected sign and p < alpha",
     "vaar_logloss": f"-mean log(max(c, {LOGLOSS_FLOOR:g})) over paths; 0 = perfect, "
@@ -63,10 +67,12 @@ class AlignmentResult:
     alpha: float
     bootstrap: BootstrapResult | None = None
     human_paths: pd.DataFrame | None = None
+    evidence_info: EvidenceInfo = EvidenceInfo()
 
     def to_dict(self) -> dict:
         return {
             "level": self.level,
+            "evidence": self.evidence_info.to_dict(),
             "level_reason": self.level_reason,
             "scale": "standardized" if self.standardized else "unstandardized",
             "scale_note": self.scale_note,
@@ -132,6 +138,7 @@ def align(
     confidence: float = 0.95,
     interval_method: str = INTERVAL_METHODS[0],
     progress=None,
+    evidence: str = EVIDENCE_METHODS[0],
 ) -> AlignmentResult:
     """Score every model of a fitted SEM against the human reference.
 
@@ -144,10 +151,13 @@ def align(
     within model from the data vaar.sem fitted (`sem_result.data`) and refitted on local worker
     processes, on the Dask cluster at `scheduler`, or on a given `executor`; CI columns are
     added to `scores`. `interval_method`: one of INTERVAL_METHODS, "percentile" by default
-    (docs/vaar.md).
+    (docs/vaar.md). `evidence`: "wald" (each path's Wald z) or "lrt" (its signed
+    likelihood-ratio z, one refit per model x path on the same executors; vaar.alignment.lrt),
+    in the scores and in every bootstrap draw.
     """
     if not 0 < alpha < 1:
         raise VaarError(f"alpha must be between 0 and 1, got {alpha}")
+    evidence_method = check_evidence(evidence)
     paths = [_as_path(p) for p in model_paths]
     level, reason = resolve_level(sem_result, level)
     estimates = sem_result.estimates
@@ -163,17 +173,28 @@ def align(
         sem_result, paths, reference, level=level, standardized=standardized, alpha=alpha,
         models=models,
     )  # fmt: skip
-    scores = scores_from_evidence(evidence, level)
     draws = isinstance(bootstrap, int) and not isinstance(bootstrap, bool) and bootstrap > 0
-    if draws and len(estimates):  # nothing fitted: nothing to resample either
-        spec = refit_spec(sem_result, paths, reference, level, standardized, alpha)
-        with nullcontext(executor) if executor else refit_executor(scheduler, workers) as pool:
+    draws = draws and bool(len(estimates))  # nothing fitted: nothing to resample either
+    lrt, info = evidence_method == LRT and bool(len(estimates)), EvidenceInfo(evidence_method)
+    with (
+        nullcontext(executor) if executor or not (lrt or draws)
+        else refit_executor(scheduler, workers)
+    ) as pool:  # fmt: skip
+        if lrt:
+            evidence, info = lrt_evidence(
+                sem_result, evidence, level=level, alpha=alpha, executor=pool
+            )
+        scores = scores_from_evidence(evidence, level)
+        if draws:
+            spec = refit_spec(
+                sem_result, paths, reference, level, standardized, alpha, evidence_method
+            )
             bootstrap = bootstrap_vaar(
                 sem_result.data, spec, draws=bootstrap, seed=seed, executor=pool,
                 observed=scores, observed_paths=evidence, confidence=confidence,
                 method=interval_method, progress=progress,
             )  # fmt: skip
-    elif not bootstrap:
+    if not draws and not isinstance(bootstrap, BootstrapResult):
         bootstrap = None
     if bootstrap is not None:
         scores = scores.merge(bootstrap.intervals, on="model", how="left")
@@ -186,6 +207,9 @@ def align(
         if standardized
         else "unstandardized path estimates (est / se)"
     )
+    if evidence_method == LRT:
+        shown = "standardized estimates (std_all)" if standardized else "unstandardized estimates"
+        scale_note = f"{shown}; sign evidence: the signed likelihood-ratio z of each path"
     human = None
     if reference.human_group:
         rows = estimates[(estimates["op"] == "~") & (estimates["level"] == level)]
@@ -202,6 +226,7 @@ def align(
         alpha=alpha,
         bootstrap=bootstrap,
         human_paths=human,
+        evidence_info=info,
     )
 
 
@@ -214,7 +239,9 @@ def _data_groups(sem_result) -> list[str]:
     return list(dict.fromkeys(data[group].astype(str)))
 
 
-def refit_spec(sem_result, paths, reference, level, standardized=False, alpha=0.05) -> RefitSpec:
+def refit_spec(
+    sem_result, paths, reference, level, standardized=False, alpha=0.05, evidence="wald"
+) -> RefitSpec:
     """How to refit `sem_result`'s model in a bootstrap draw: the syntax and options vaar.sem
     actually fitted (after dropping degenerate items), scored like the original."""
     data = getattr(sem_result, "data", None)
@@ -239,6 +266,9 @@ def refit_spec(sem_result, paths, reference, level, standardized=False, alpha=0.
         alpha=alpha,
         group=call.get("group", "model"),
         missing=call.get("missing", "fiml"),
+        information=call.get("information", INFORMATION[0]),
+        freed=tuple(freed_at(sem_result, level)),
+        evidence=evidence,
     )
 
 

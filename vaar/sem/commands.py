@@ -10,8 +10,21 @@ import click
 
 from vaar.errors import VaarError
 from vaar.files import folder_problem, make_folder, write_text
-from vaar.invariance import DEFAULT_RULE, DEGENERATE, ESTIMATORS, RULES, STUDY_LEVELS
-from vaar.sem.options import check_estimator, degenerate_option, ordered_option, parse_ordered
+from vaar.invariance import (
+    DEFAULT_RULE,
+    DEGENERATE,
+    ESTIMATORS,
+    INFORMATION,
+    RULES,
+    STUDY_LEVELS,
+)
+from vaar.sem.options import (
+    check_estimator,
+    degenerate_option,
+    information_option,
+    ordered_option,
+    parse_ordered,
+)
 
 
 @click.command("sem-fit")
@@ -29,8 +42,9 @@ from vaar.sem.options import check_estimator, degenerate_option, ordered_option,
 @click.option("--equal-paths/--no-equal-paths", default=True, show_default=True)
 @click.option("--bootstrap", default=0, show_default=True, help="bootstrap draws for paths")
 @degenerate_option
+@information_option
 def sem_fit(data, model_file, group, out_dir, estimator, ordered, levels, rule, partial,
-            equal_paths, bootstrap, degenerate):  # fmt: skip
+            equal_paths, bootstrap, degenerate, information):  # fmt: skip
     """Fit MODEL on DATA (CSV) by GROUP; write sem.json and bundle/ to OUT."""
     from vaar.data import read_frame
     from vaar.sem import fit_ladder, write_bundle
@@ -47,7 +61,7 @@ def sem_fit(data, model_file, group, out_dir, estimator, ordered, levels, rule, 
         table, syntax, group, estimator=estimator, ordered=ordered,
         levels=[lv.strip() for lv in levels.split(",") if lv.strip()], rule=rule,
         partial=partial, bootstrap=bootstrap, degenerate=degenerate or DEGENERATE[0],
-        equal_paths=equal_paths, min_groups=2,
+        equal_paths=equal_paths, min_groups=2, information=information or INFORMATION[0],
     )  # fmt: skip
     make_folder(out_dir, "--out")
     write_text(out_dir / "sem.json", json.dumps(result.to_dict(), indent=1))

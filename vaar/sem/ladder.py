@@ -16,7 +16,7 @@ from vaar.files import read_text
 from vaar.sem import bridge
 from vaar.sem import syntax as lav_syntax
 from vaar.sem.degenerate import clean
-from vaar.sem.grammar import check_model
+from vaar.sem.grammar import check_model, is_parameter_name
 from vaar.sem.result import SemResult
 
 
@@ -126,8 +126,10 @@ def fit_ladder(
     ncpus: int | None = None,
     seed: int = 1,
     missing: str = invariance.MISSING[0],
+    information: str = invariance.INFORMATION[0],
     min_groups: int = 1,
     answers: pd.DataFrame | None = None,
+    freed: list[str] | None = None,
 ) -> SemResult:
     """Fit the invariance ladder of a multi-group model with lavaan.
 
@@ -138,10 +140,16 @@ def fit_ladder(
     invariance.RULES; `thresholds` override its cut-offs. `equal_paths`: also test equal
     structural paths at the highest level that holds. `missing`: "fiml" (continuous data, when
     anything is missing) or "listwise" (complete sessions only; far faster with many items).
-    Ordinal data always use pairwise deletion. `min_groups`: the groups the data must hold (a
-    user's model asks for 2: one group's ladder would report "strict" invariance, having
-    compared nothing). `answers`: the answers as given when `data` holds them scored (reverse
-    keys applied), only to word why a group is excluded ("answered 5 to every item")."""
+    Ordinal data always use pairwise deletion. `information`: the information matrix of a FIML
+    fit (invariance.FIML_INFORMATION: "h1", vaar's default, or "lavaan", lavaan's own, much
+    slower); complete-data and ordinal fits keep lavaan's defaults. `min_groups`: the groups
+    the data must hold (a user's model asks for 2: one group's ladder would report "strict"
+    invariance, having compared nothing). `answers`: the answers as given when `data` holds
+    them scored (reverse keys applied), only to word why a group is excluded ("answered 5 to
+    every item").
+    `freed`: lavaan parameter names (group.partial, e.g. "x1~1") free from the start, so every
+    constrained level is fitted as its partial variant: the refit of a partial level such as
+    scalar_partial (fit `levels=["scalar"]` with the freed parameters of the original)."""
     check_groups(data, group, at_least=min_groups)  # before R parses anything
     parsed = parse_model(syntax)
     syntax = parsed["syntax"]  # from here on the checked text: what R gets and the bundle holds
@@ -156,11 +164,16 @@ def fit_ladder(
     if missing not in invariance.MISSING:
         known = ", ".join(invariance.MISSING)
         raise VaarError(f"unknown missing-data method {missing!r} (known: {known})")
+    invariance.fiml_options(information)  # a known choice, or VaarError
     invariance.rule(rule)  # a known rule, or VaarError
     level_list = invariance.levels_to_fit(levels, ordinal)
     cut_offs = invariance.thresholds(thresholds)
     if bootstrap < 0 or max_free < 1:
         raise VaarError("bootstrap must be >= 0 and max_free >= 1")
+    freed = list(freed or [])
+    bad = [name for name in freed if not is_parameter_name(name)]
+    if bad:
+        raise VaarError(f"freed: {bad[0]!r} is not a lavaan parameter name (such as x1~1)")
 
     cleaned = clean(
         frame, group, parsed["ov"], ordered=ordinal, strategy=degenerate,
@@ -193,6 +206,8 @@ def fit_ladder(
         "ncpus": int(ncpus or r_cpus()),
         "seed": int(seed),
         "missing": missing,
+        "information": information,
+        "freed": freed,
     }
     raw = bridge.call("vaar_fit_ladder", used, fitted_syntax, **r_arguments(args))
     diagnostics = {
@@ -203,6 +218,10 @@ def fit_ladder(
         "degenerate_strategy": degenerate,
     }
     result = SemResult.from_r(raw, diagnostics)
+    matrices = result.diagnostics.get("information")
+    if matrices and result.diagnostics.get("missing") == "ml":  # the choice only FIML makes
+        matrices["choice"] = information
+        matrices["text"] += f" (FIML, information = {information!r})"
     result.syntax = fitted_syntax
     result.call = {"function": "vaar_fit_ladder", "syntax": fitted_syntax, "args": args}
     result.data = used
@@ -225,15 +244,19 @@ def r_arguments(args: dict) -> dict:
     """The arguments of r/ladder.R's vaar_fit_ladder for a call's `args` (what fit_ladder
     records in SemResult.call): the levels, the equal-paths test and the rule become the
     tables of vaar.invariance. The bridge and the reproduction bundle both use this."""
-    out = {k: v for k, v in args.items() if k not in ("levels", "equal_paths")}
+    out = {k: v for k, v in args.items() if k not in ("levels", "equal_paths", "information")}
     out.update(
         invariance.r_tables(
             list(args["levels"]), args["rule"], ordinal=bool(args["ordered"]),
             equal_paths=bool(args["equal_paths"]),
         )
     )  # fmt: skip
+    # lavaan's options for FIML as "name=value" texts (r/ladder.R: vaar_setup applies them)
+    fiml = invariance.fiml_options(args["information"])
+    out["fiml_options"] = [f"{name}={value}" for name, value in fiml.items()]
     out["ordered"] = list(args["ordered"])
     out["thresholds"] = dict(args["thresholds"])
+    out["freed"] = list(args.get("freed", []))
     return out
 
 

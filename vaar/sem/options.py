@@ -9,7 +9,13 @@ import re
 import click
 
 from vaar.errors import VaarError
-from vaar.invariance import CONTINUOUS_ESTIMATORS, DEGENERATE, ORDINAL_ESTIMATORS
+from vaar.invariance import (
+    CONTINUOUS_ESTIMATORS,
+    DEGENERATE,
+    INFORMATION,
+    INFORMATION_HELP,
+    ORDINAL_ESTIMATORS,
+)
 
 ALL = "all"
 NAME = re.compile(r"^[A-Za-z.][A-Za-z0-9._]*$")  # an R name, as lavaan's observed variables
@@ -26,6 +32,11 @@ degenerate_option = click.option(
     help="What to do with an item without variance (or, ordinal, with empty categories) in "
     "some group: drop it in every group (drop_items, the default), exclude that group, or "
     "fail. A group whose answers carry no information at all is always left out.",
+)
+information_option = click.option(
+    "--information",
+    type=click.Choice(INFORMATION),
+    help=INFORMATION_HELP + " (docs/sem.md).",
 )
 
 

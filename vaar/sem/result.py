@@ -81,6 +81,7 @@ class SemResult:
             ],
             "flags": flags.to_dict(orient="records"),
             "missing": (raw.get("options") or {}).get("missing"),
+            "information": information_used(raw.get("information")),
         }  # fmt: skip
         fits = _frame(raw.get("fits"), FIT_COLUMNS)
         decision, comparisons = judge(decision, fits, _frame(raw.get("comparisons")), flags)
@@ -134,6 +135,31 @@ class SemResult:
             "versions": dict(self.versions),
             "lavaan_output": dict(self.lavaan_output),
         }
+
+
+OBSERVED_HOW = {"h1": "analytically from the unrestricted (h1) model", "hessian": "by a "
+                "numerical Hessian"}  # fmt: skip
+
+
+def information_used(record: dict | None) -> dict | None:
+    """What information matrix lavaan used for the standard errors and the (scaled) test, as
+    it reports it (r/fit.R: vaar_information), with a sentence for the report."""
+    if not record:
+        return None
+    record = {k: v for k, v in record.items() if v is not None}
+
+    def matrix(key: str) -> str:
+        text = f"{record.get(key)} information"
+        how = record.get("observed")
+        return text + (f" (computed {OBSERVED_HOW.get(how, how)})" if "observed" in text else "")
+
+    if record.get("se") == record.get("test"):
+        text = f"{matrix('se')} for the standard errors and the scaled test"
+    else:
+        text = f"{matrix('se')} for the standard errors, {matrix('test')} for the scaled test"
+    if record.get("h1"):
+        text += f"; h1 information {record['h1']}"
+    return {**record, "text": text}
 
 
 def json_records(frame: pd.DataFrame) -> list[dict]:

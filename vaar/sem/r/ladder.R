@@ -14,7 +14,10 @@
 # The analysis every fit shares: the data (ordinal variables as ordered factors), the model,
 # the group and lavaan's options. `ordered` empty = continuous (ML/MLR with FIML); non-empty =
 # WLSMV with the theta parameterization and pairwise deletion, syntax from semTools.
-vaar_setup <- function(data, syntax, group, estimator, ordered, missing) {
+# `fiml_options`: lavaan options ("name=value") for FIML fits only (vaar.invariance's
+# FIML_INFORMATION: which information matrix the SEs and scaled tests use).
+vaar_setup <- function(data, syntax, group, estimator, ordered, missing,
+                       fiml_options = character(0)) {
   ordinal <- length(ordered) > 0
   if (ordinal) {
     for (v in ordered) data[[v]] <- ordered(data[[v]])
@@ -27,6 +30,9 @@ vaar_setup <- function(data, syntax, group, estimator, ordered, missing) {
     # and so the robust SEs slightly).
     method <- c(fiml = "ml", listwise = "listwise")[[missing]]
     options <- list(estimator = estimator, missing = if (anyNA(data)) method else "listwise")
+    if (options$missing == "ml") {
+      for (p in strsplit(fiml_options, "=", fixed = TRUE)) options[[p[1]]] <- p[2]
+    }
   }
   list(data = data, syntax = syntax, group = group, ordered = ordered, ordinal = ordinal,
        options = options, baseline_fit = NULL)
@@ -61,14 +67,22 @@ vaar_refit <- function(setup, level, equal, partial = character(0), extra = list
   vaar_describe(vaar_fit_level(setup, level, equal, partial, extra), setup$baseline_fit)
 }
 
-# The ladder's levels are independent fits: fit them side by side, then describe each. The
-# first (configural) fits lavaan's baseline model, and lends it to the others.
+# The ladder's levels are independent fits: fit and describe them side by side, each in its
+# own forked worker (the parent does no R work per level). The first (configural) fits
+# lavaan's baseline model and lends it to the others, which skip it (a fifth of a fit); their
+# fit measures, which need it, follow side by side once it is there.
 vaar_fit_levels <- function(setup, steps, ncpus) {
   runs <- vaar_map(seq_len(nrow(steps)), function(i) {
-    vaar_fit_level(setup, steps$level[i], vaar_split(steps$equal[i]), baseline = i == 1)
+    first <- i == 1
+    run <- vaar_fit_level(setup, steps$level[i], vaar_split(steps$equal[i]), baseline = first)
+    vaar_describe(run, measures = first)
   }, ncpus)
   names(runs) <- steps$level
-  lapply(runs, vaar_describe, baseline_fit = runs[[1]]$fit)
+  waiting <- which(vapply(runs, function(r) is.null(r$row), logical(1)))
+  for (i in waiting) runs[[i]]$fit <- vaar_lend_baseline(runs[[i]]$fit, runs[[1]]$fit)
+  rows <- vaar_map(waiting, function(i) vaar_measure(runs[[i]])$row, ncpus)
+  for (k in seq_along(waiting)) runs[[waiting[k]]]$row <- rows[[k]]
+  runs
 }
 
 # The cut-offs that judge one step: the thresholds, and "srmr" = the step's own SRMR cut-off.
@@ -78,11 +92,13 @@ vaar_limits <- function(thresholds, step) {
 
 # Walk up the ladder from its first level while the levels hold; a failing level may be
 # rescued by a partial search. Comparisons are always between adjacent levels; the levels
-# above an accepted partial level keep its freed parameters.
-vaar_walk <- function(setup, steps, fitted, criteria, thresholds, partial, max_free) {
+# above an accepted partial level keep its freed parameters. `freed`: parameters free from
+# the start (a refit of a partial level: every constrained level is then its partial variant).
+vaar_walk <- function(setup, steps, fitted, criteria, thresholds, partial, max_free,
+                      freed = character(0)) {
   base <- fitted[[1]]
   walk <- list(results = setNames(list(base), base$level), comparisons = list(),
-               partial_steps = list(), freed = character(0),
+               partial_steps = list(), freed = freed,
                highest = if (isTRUE(base$row$converged)) base$level else NA_character_,
                equal = character(0))
   holding <- !is.na(walk$highest)
@@ -267,21 +283,23 @@ vaar_ladder_result <- function(setup, steps, walk, rule, thresholds, equal_paths
                     freed = walk$freed, levels_tested = steps$level),
     group_labels = if (is.null(first)) character(0) else lavInspect(first, "group.label"),
     options = setup$options[setdiff(names(setup$options), "ordered")],
+    information = if (is.null(first)) NULL else vaar_information(first),
     versions = c(R = R.version.string, lavaan = as.character(packageVersion("lavaan")),
                  semTools = as.character(packageVersion("semTools")))
   )
 }
 
 # The whole analysis: `ladder` and `criteria` as described above, `rule` the rule's name (for
-# the record), `thresholds` every cut-off by name.
+# the record), `thresholds` every cut-off by name, `freed` group.partial parameters free from
+# the start (vaar_walk).
 vaar_fit_ladder <- function(data, syntax, group, ladder, criteria, rule, thresholds,
                             estimator, ordered, partial, max_free, bootstrap, ncpus, seed,
-                            missing) {
-  setup <- vaar_setup(data, syntax, group, estimator, ordered, missing)
+                            missing, freed = character(0), fiml_options = character(0)) {
+  setup <- vaar_setup(data, syntax, group, estimator, ordered, missing, fiml_options)
   steps <- ladder[ladder$kind == "level", ]
   fitted <- vaar_fit_levels(setup, steps, ncpus)
   setup$baseline_fit <- fitted[[1]]$fit
-  walk <- vaar_walk(setup, steps, fitted, criteria, thresholds, partial, max_free)
+  walk <- vaar_walk(setup, steps, fitted, criteria, thresholds, partial, max_free, freed)
 
   top <- if (is.na(walk$highest)) NULL else walk$results[[walk$highest]]
   has_paths <- !is.null(top$estimates) && any(top$estimates$op == "~")
