@@ -196,3 +196,35 @@ def test_the_choice_is_an_option_of_the_study_and_both_commands():
         params = {p.name: p for p in command.params}
         assert isinstance(params["information"].type, Choice), command.name
         assert tuple(params["information"].type.choices) == invariance.INFORMATION
+
+
+# vaar's FIML h1 Hessian (r/fit.R: the duplication applied once, after the sum over the missing
+# patterns) against lavaan's own function, with the h1 moments and with other moments, and
+# with an exogenous covariate (x.idx); and fitMeasures' FIML correction computed once.
+HESSIAN = r"""
+for (f in list.files(commandArgs(TRUE)[1], pattern = "[.]R$", full.names = TRUE)) source(f)
+d <- lavaan::HolzingerSwineford1939
+set.seed(3); for (v in paste0("x", 1:9)) d[[v]][runif(nrow(d)) < .1] <- NA
+f0 <- sem("visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6", d, group = "school",
+          missing = "ml", do.fit = FALSE)
+worst <- 0
+for (g in 1:2) {
+  Yp <- f0@SampleStats@missing[[g]]; h1 <- f0@SampleStats@missing.h1[[g]]
+  S <- h1$sigma * 1.1 + diag(0.2, nrow(h1$sigma))
+  for (case in list(list(h1$mu, h1$sigma, NULL), list(h1$mu + 0.3, S, NULL),
+                    list(h1$mu, S, c(2L, 5L)))) {
+    a <- vaar_fiml_hessian_lavaan(Yp = Yp, Mu = case[[1]], Sigma = case[[2]], x.idx = case[[3]])
+    b <- vaar_fiml_hessian(Yp = Yp, Mu = case[[1]], Sigma = case[[2]], x.idx = case[[3]])
+    worst <- max(worst, max(abs(a - b)) / max(abs(a)))
+  }
+}
+cat("PATTERNS", length(f0@SampleStats@missing[[1]]), "WORST", worst, "\n")
+"""
+
+
+def test_fiml_hessian_equals_lavaans_own_function():
+    from vaar.sem.bridge import R_DIR
+
+    words = rscript("-e", HESSIAN, R_DIR).split()
+    assert int(words[words.index("PATTERNS") + 1]) > 20  # many missing-data patterns
+    assert float(words[words.index("WORST") + 1]) < 1e-12  # relative, rounding only
