@@ -1,24 +1,21 @@
 """Benchmark of vaar.sem (prints measured numbers; not a test).
 
-1. overhead: the full ladder through vaar (rpy2) vs the same R function in plain Rscript on
-   the same CSV, one run each; ratio of the fitting times (target <= 1.10), R start-up apart.
-2. FIML vs listwise: one configural fit of data with holes, both ways (issue 15: <= 3x).
-3. growth: ladder time as the number of groups (2 -> 20) and sessions per group (100 -> 2000)
+(vaar vs plain Rscript and FIML vs listwise: bench_ladder.py; time vs groups: bench_groups.py)
+
+1. growth: ladder time as the number of groups (2 -> 20) and sessions per group (100 -> 2000)
    grow.
-4. recovery: planted structural paths in simulated multi-group data, estimated at the
+2. recovery: planted structural paths in simulated multi-group data, estimated at the
    configural level: bias, RMSE and 95% CI coverage over replications.
 
-    .venv/bin/python bench/bench_sem.py            # default: a few minutes on 2 cores
-    .venv/bin/python bench/bench_sem.py --quick    # smaller grid, fewer replications
+    .venv/bin/python bench/bench_sem.py            # default (make bench): a few minutes
+    .venv/bin/python bench/bench_sem.py --full     # the larger grid, 30 replications
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -57,77 +54,12 @@ def simulate(groups: int, sessions: int, seed: int) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-# The same call in plain Rscript: the reproduction bundle's R files, data and arguments.
-PLAIN = r"""
-here <- "{bundle}"
-for (f in list.files(file.path(here, "r"), pattern = "[.]R$")) source(file.path(here, "r", f))
-args <- vaar_read_call(here)
-d <- read.csv(file.path(here, "data.csv"), colClasses = setNames("character", args$group))
-m <- paste(readLines(file.path(here, "model.lav")), collapse = "\n")
-t <- system.time(r <- do.call(vaar_fit_ladder, c(list(data = d, syntax = m), args)))
-cat("FIT_SECONDS", t[["elapsed"]], "\n")
-cpu <- sum(t[c("user.self", "sys.self", "user.child", "sys.child")], na.rm = TRUE)
-cat("CPU_SECONDS", cpu, "\n")
-"""
-
-
 def cpu_seconds() -> float:
     """CPU time of this process and its reaped children (the R processes forked per level):
     a fairer measure than wall time on a shared machine."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def overhead(groups: int, sessions: int) -> None:
-    from vaar.sem import bridge, fit_ladder, write_bundle
-
-    data = simulate(groups, sessions, seed=1)
-    start = time.perf_counter()
-    bridge.call("vaar_parse", "f =~ a + b")  # start embedded R, load lavaan, source r/
-    startup = time.perf_counter() - start
-    start, cpu = time.perf_counter(), cpu_seconds()
-    result = fit_ladder(data, MODEL, "group", estimator="MLR")
-    vaar_fit, vaar_cpu = time.perf_counter() - start, cpu_seconds() - cpu
-    with tempfile.TemporaryDirectory() as tmp:
-        bundle = write_bundle(Path(tmp, "bundle"), result).parent
-        script = Path(tmp, "plain.R")
-        script.write_text(PLAIN.format(bundle=bundle))
-        start = time.perf_counter()
-        done = subprocess.run(["Rscript", str(script)], capture_output=True, text=True)
-        r_total = time.perf_counter() - start
-        if done.returncode != 0:
-            raise SystemExit(done.stderr)
-        r_fit = float(done.stdout.split("FIT_SECONDS")[1].split()[0])
-        r_cpu = float(done.stdout.split("CPU_SECONDS")[1].split()[0])
-    print(f"\n== overhead: {groups} groups x {sessions} sessions, 12 items, MLR, 4 levels")
-    print(f"plain Rscript: ladder {r_fit:.2f} s (process total {r_total:.2f} s, "
-          f"so R start-up + lavaan load + CSV {r_total - r_fit:.2f} s)")  # fmt: skip
-    print(f"vaar (rpy2):   ladder {vaar_fit:.2f} s (embedded R start-up {startup:.2f} s apart)")
-    print(f"ratio vaar / Rscript (ladder only, target <= 1.10): wall {vaar_fit / r_fit:.3f}, "
-          f"CPU {vaar_cpu / r_cpu:.3f} ({vaar_cpu:.1f} vs {r_cpu:.1f} CPU s)")  # fmt: skip
-
-
-def fiml_vs_listwise(groups: int, sessions: int, share_missing: float = 0.03) -> None:
-    """One configural fit (MLR) with FIML vs listwise deletion, `share_missing` of the answers
-    missing completely at random: lavaan's default information for FIML (observed, from a
-    numerical Hessian) is what makes it slow."""
-    from vaar.sem import bridge, fit_ladder
-
-    bridge.call("vaar_parse", "f =~ a + b")  # R started and lavaan loaded before timing
-    data = simulate(groups, sessions, seed=3)
-    items = [c for c in data.columns if c != "group"]
-    holes = np.random.default_rng(4).random((len(data), len(items))) < share_missing
-    data[items] = data[items].mask(holes)
-    times = {}
-    for missing in ("listwise", "fiml"):
-        start = time.perf_counter()
-        fit_ladder(data, MODEL, "group", estimator="MLR", levels=[], missing=missing)
-        times[missing] = time.perf_counter() - start
-    print(f"\n== FIML vs listwise: configural MLR, {groups} groups x {sessions}, 12 items, "
-          f"{share_missing:.0%} missing")  # fmt: skip
-    print(f"listwise {times['listwise']:.2f} s, FIML {times['fiml']:.2f} s -> ratio "
-          f"{times['fiml'] / times['listwise']:.2f} (target <= 3)")  # fmt: skip
 
 
 def growth(group_grid: list[int], session_grid: list[int], estimator: str) -> None:
@@ -172,20 +104,16 @@ def recovery(replications: int, sessions: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--full", action="store_true")
     parser.add_argument("--growth-estimator", default="ML", choices=["ML", "MLR"],
                         help="MLR's robust information grows much faster with groups")  # fmt: skip
     args = parser.parse_args()
-    if args.quick:
-        overhead(4, 200)
-        fiml_vs_listwise(4, 200)
-        growth([2, 10], [100, 1000], args.growth_estimator)
-        recovery(10, 300)
-    else:
-        overhead(4, 300)
-        fiml_vs_listwise(4, 200)
+    if args.full:
         growth([2, 5, 10, 20], [100, 500, 2000], args.growth_estimator)
         recovery(30, 300)
+    else:
+        growth([2, 10], [100, 1000], args.growth_estimator)
+        recovery(10, 300)
 
 
 if __name__ == "__main__":
