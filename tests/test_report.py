@@ -129,7 +129,7 @@ def report_dir():
 def test_estimates_json_validates_against_the_schema(report_dir):
     doc = json.loads((report_dir / "estimates.json").read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator(load_schema()).validate(doc)
-    assert doc["schema_version"] == "1.0"
+    assert doc["schema_version"] == "1.1"
     assert doc["study"]["models"] == list(PLANTED)
     assert {f["level"] for f in doc["invariance"]["fits"]} >= set(LEVELS)
     assert doc["alignment"]["formula_verified"] is False

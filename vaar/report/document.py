@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from vaar.result import StudyResult
     from vaar.sem.model import VaarModel
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: `multiverse` (issue 17), `alignment.evidence` (issue 13)
 SCHEMA_PATH = package_path("report", "estimates.schema.json")
 ANSWERS = "answers"  # the per-model answer-status counts, flat in the document: answers_ok, ...
 CITATION_SEPARATOR = "; "  # a reference entry's citations, in one text field
@@ -98,8 +98,8 @@ def _reference_rows(reference: Reference, paths: list[dict]) -> list[dict]:
     return rows
 
 
-ALIGNMENT_SCORES = ("level", "alpha", "formula_verified", "definitions", "scores", "path_evidence",
-                    "not_estimable")  # fmt: skip
+ALIGNMENT_SCORES = ("level", "evidence", "alpha", "formula_verified", "definitions", "scores",
+                    "path_evidence", "not_estimable")  # fmt: skip
 ALIGNMENT_TEXT = ("level_reason", "scale", "scale_note", "formula_note")
 
 
@@ -163,6 +163,7 @@ def build_estimates(result: StudyResult) -> dict:
         "alignment": _alignment(result.alignment, model["paths"]),
         "profiles": profiles,
         "reliability": _reliability(profiles["table"]),
+        "multiverse": result.multiverse.to_dict() if result.multiverse else None,
         "diagnostics": _diagnostics(sem.diagnostics),
         "provenance": result.provenance,
         "timings": result.timings,

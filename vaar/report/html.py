@@ -16,6 +16,7 @@ from markupsafe import Markup
 from vaar.files import package_path
 from vaar.invariance import RULES
 from vaar.report import plots
+from vaar.report.multiverse import multiverse_view
 
 TEMPLATES = package_path("report", "templates")
 
@@ -118,9 +119,11 @@ EVIDENCE_COLUMNS = [
     ("expected_sign", "Expected sign"),
     ("est", "Estimate"),
     ("se", "SE"),
+    ("z", "z"),
     ("pvalue", "p"),
-    ("evidence", "Sign evidence Φ(s·β/SE)"),
+    ("evidence", "Sign evidence Φ(s·z)"),
 ]
+LRT_COLUMNS = [("wald_z", "Wald z"), ("lr_chisq", "LR Δχ²")]  # evidence "lrt": z is the LR z
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -153,7 +156,8 @@ def fmt_p(value) -> str:
 COUNT_KEYS = {
     "npar", "df", "df_scaled", "df_diff", "n_paths", "n_items", "n_sessions", "sessions",
     "n_splits", "n_factors", "step", "requests", "retries", "prompt_tokens",
-    "completion_tokens", "done", "failed",
+    "completion_tokens", "done", "failed", "n_estimable", "n_flips", "n_targets", "n_raters",
+    "paths_df_diff",
 }  # fmt: skip
 
 
@@ -241,7 +245,8 @@ def view(doc: dict) -> dict:
             c for c in VAAR_COLUMNS if c[0] not in BOOTSTRAP_ONLY or any(r.get(lo) for r in scores)
         ],
         "scores": scores,
-        "evidence_columns": EVIDENCE_COLUMNS,
+        "evidence_columns": EVIDENCE_COLUMNS
+        + (LRT_COLUMNS if ((alignment or {}).get("evidence") or {}).get("method") == "lrt" else []),
         "evidence": evidence,
         "human_paths": human,
         "columns_of": columns_of,
@@ -315,6 +320,9 @@ def render_html(doc: dict, lavaan_output: dict | None = None) -> str:
     context = view(doc)
     context["plots"] = {k: Markup(v) if v else None for k, v in context["plots"].items()}
     context["lavaan_output"] = {str(k): str(v) for k, v in (lavaan_output or {}).items()}
+    context["multiverse"] = multiverse_view(doc, _ci)
+    if context["multiverse"] and context["multiverse"]["heat_map"]:
+        context["multiverse"]["heat_map"] = Markup(context["multiverse"]["heat_map"])
     return template.render(**context)
 
 

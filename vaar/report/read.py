@@ -15,11 +15,13 @@ from pathlib import Path
 import pandas as pd
 
 from vaar.alignment.bootstrap import BootstrapResult
+from vaar.alignment.lrt import EvidenceInfo
 from vaar.alignment.profile import Profiles
 from vaar.alignment.reference import PathEntry, Reference
 from vaar.alignment.result import AlignmentResult
 from vaar.collection.summary import CollectionSummary
 from vaar.errors import VaarError
+from vaar.multiverse.result import MultiverseResult
 from vaar.report.document import ANSWERS, CITATION_SEPARATOR, validate_estimates
 from vaar.result import InstrumentInfo, StudyInfo, StudyResult
 from vaar.sem.model import StructuralPath, VaarModel
@@ -58,6 +60,7 @@ def study_result(doc: dict) -> StudyResult:
         sem=_sem(doc),
         alignment=_alignment(doc["alignment"]),
         profiles=_profiles(doc["profiles"]),
+        multiverse=MultiverseResult.from_dict(doc["multiverse"]) if doc.get("multiverse") else None,
         provenance=doc["provenance"],
         timings=doc["timings"],
     )
@@ -134,7 +137,16 @@ def _alignment(section: dict | None) -> AlignmentResult | None:
         alpha=section["alpha"],
         bootstrap=_bootstrap(section["bootstrap"], section["alpha"]),
         human_paths=human_paths if len(human_paths) else None,
+        evidence_info=_evidence(section.get("evidence")),
     )
+
+
+def _evidence(section: dict | None) -> EvidenceInfo:
+    """Which sign evidence was used (documents before schema 1.1: the Wald z)."""
+    if not section:
+        return EvidenceInfo()
+    keys = ("method", "lrt_method", "refits", "seconds")
+    return EvidenceInfo(**{k: section[k] for k in keys if section.get(k) is not None})
 
 
 def _reference(section: dict, human_paths: pd.DataFrame) -> Reference:
