@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fakes.fixtures import stored_turns
 
 from vaar.cli import main
 from vaar.collection import collect
@@ -169,18 +170,6 @@ def test_a_changed_grid_or_file_is_a_different_design(tmp_path):
     path.write_text(path.read_text().replace('"sharing_first"]', '"sharing_first", "reversed"]'))
     with pytest.raises(VaarError, match="different study design"):
         run(path)
-
-
-def stored_turns(store: Path) -> dict:
-    try:
-        con = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=1)
-        try:
-            rows = con.execute("SELECT session, turn, finished FROM turns").fetchall()
-        finally:
-            con.close()
-    except sqlite3.Error:  # not created yet
-        return {}
-    return {(s, t): f for s, t, f in rows}
 
 
 def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_answers(tmp_path):

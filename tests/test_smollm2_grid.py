@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from click.testing import CliRunner
+from fakes.fixtures import stored_turns
 from test_smollm2_study import write_instruments
 
 from vaar.cli import main
@@ -73,18 +73,6 @@ timeout = 120
         encoding="utf-8",
     )
     return study
-
-
-def stored_turns(store: Path) -> dict:
-    try:
-        con = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=1)
-        try:
-            rows = con.execute("SELECT session, turn, finished FROM turns").fetchall()
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return {}
-    return {(s, t): f for s, t, f in rows}
 
 
 def test_smollm2_grid_collects_one_condition_per_variant_and_resumes(tmp_path, smollm2_server):

@@ -171,6 +171,18 @@ class AnalysisSpec(Strict):
         None, ge=1, description="local worker processes for the bootstrap (default: one per core)"
     )
 
+    def ladder_options(self) -> dict:
+        """The keyword arguments of vaar.sem.fit_ladder that this analysis sets: every ladder
+        of a study (its own, a multiverse's block-order one) is fitted with the same options."""
+        return {
+            "estimator": self.estimator,
+            "ordered": self.estimator == "WLSMV",
+            "levels": list(self.levels),
+            "degenerate": self.degenerate,
+            "missing": self.missing,
+            "information": self.information,
+        }
+
     @field_validator("reference")
     @classmethod
     def _reference_file(cls, value: str | None, info: ValidationInfo) -> str | None:

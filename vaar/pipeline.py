@@ -86,16 +86,7 @@ def _fit(
 
     with _stage("lavaan multi-group SEM", timings, echo):
         return fit_ladder(
-            scored,
-            syntax,
-            group="model",
-            estimator=analysis.estimator,
-            ordered=analysis.estimator == "WLSMV",
-            levels=list(analysis.levels),
-            degenerate=analysis.degenerate,
-            missing=analysis.missing,
-            information=analysis.information,
-            answers=answers,
+            scored, syntax, group="model", answers=answers, **analysis.ladder_options()
         )
 
 

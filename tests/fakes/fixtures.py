@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -131,3 +132,17 @@ def ladder_call(syntax: str, **args) -> dict:
         "information": invariance.INFORMATION[0],
     }
     return {"function": "vaar_fit_ladder", "syntax": syntax, "args": {**defaults, **args}}
+
+
+def stored_turns(store: Path) -> dict:
+    """(session, turn) -> finished time of every turn a store holds now, read-only; empty
+    while the store is not created yet (for watching a run that is killed mid-way)."""
+    try:
+        con = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=1)
+        try:
+            rows = con.execute("SELECT session, turn, finished FROM turns").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return {}
+    return {(s, t): f for s, t, f in rows}

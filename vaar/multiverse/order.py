@@ -48,10 +48,8 @@ def order_invariance(
         row = {"model": model, "orders": ", ".join(dict.fromkeys(data[BLOCK_ORDER].astype(str)))}
         try:
             sem = fit_ladder(
-                data, syntax, BLOCK_ORDER, estimator=analysis.estimator,
-                ordered=analysis.estimator == "WLSMV", levels=list(analysis.levels),
-                degenerate=analysis.degenerate, missing=analysis.missing, equal_paths=True,
-                answers=answers,
+                data, syntax, BLOCK_ORDER, equal_paths=True, answers=answers,
+                **analysis.ladder_options(),
             )  # fmt: skip
         except VaarError as exc:
             echo(f"[vaar] block order, {model}: {exc}")
