@@ -22,6 +22,7 @@ class Fitted:
     estimates: pd.DataFrame
     decision: dict = field(default_factory=dict)
     diagnostics: dict = field(default_factory=dict)
+    fits: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def fitted() -> Fitted:
@@ -65,6 +66,37 @@ def test_align_scores_lists_unestimable_models_and_serialises():
     broken = next(r for r in data["scores"] if r["model"] == "broken")
     assert broken["vaar_soft"] is None
     assert data["bootstrap"] is None
+
+
+@pytest.mark.parametrize(
+    "converged, flags, why",
+    [
+        (False, [], "the configural model did not converge"),
+        (True, [{"level": "configural", "flag": "not_identified"}], "is not identified"),
+    ],
+)
+def test_a_level_that_did_not_converge_or_is_not_identified_gives_no_evidence(
+    converged, flags, why
+):
+    """Finite estimates and SEs from an unusable fit are not scored (real SmolLM2 data gave a
+    non-converged configural fit with Heywood cases): each fitted model says why; a model
+    excluded earlier keeps its own reason; another level that converged is still scored."""
+    fit = fitted()
+    fit.fits = pd.DataFrame(
+        [{"level": "configural", "converged": converged}, {"level": "metric", "converged": True}]
+    )
+    fit.diagnostics["flags"] = flags
+    result = align(fit, PATHS, load_reference(), level="configural")
+    assert result.scores.set_index("model").loc[["aligned", "reversed"], "vaar_soft"].isna().all()
+    reasons = result.not_estimable.set_index("model")["reason"]
+    fitted_models = ["humans", "aligned", "reversed", "broken"]
+    assert set(reasons.index) == {*fitted_models, "silent"}
+    for model in fitted_models:
+        assert why in reasons[model] and "se=" not in reasons[model]
+    assert "item psa01 constant" in reasons["silent"]
+    assert not result.evidence["supports"].any() and result.evidence["evidence"].isna().all()
+    metric = align(fit, PATHS, load_reference(), level="metric")
+    assert metric.scores.set_index("model").loc["aligned", "vaar_soft"] > 0.9
 
 
 def test_highest_level_is_taken_from_the_ladder_decision_and_stated():
