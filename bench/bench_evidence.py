@@ -3,9 +3,11 @@
 Fits the study's SEM once (its own analysis settings), scores VAAR with the Wald z and with the
 signed likelihood-ratio z (analysis.evidence = "lrt", docs/vaar.md "Sign evidence"), and prints
 VAAR_soft, VAAR_hard and VAAR_logloss per model for both, and the wall time of the LR refits.
-INPUT is anything `vaar analyze` takes: a collection store, a study file or folder, a table.
+INPUT is anything `vaar analyze` takes: a collection store, a study file or folder, a table;
+without it (as `make bench` runs it) the demo study is collected into a temporary folder first.
 
-    .venv/bin/python bench/bench_evidence.py /work/runs/smollm2/out/collection.sqlite
+    .venv/bin/python bench/bench_evidence.py                 # the demo's four simulated models
+    .venv/bin/python bench/bench_evidence.py reports/smollm2/collection.sqlite
     .venv/bin/python bench/bench_evidence.py STORE --workers 2 --json out.json
 """
 
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,11 +31,30 @@ METRICS = ["vaar_soft", "vaar_hard", "vaar_logloss"]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("input", type=Path, help="store, study file/folder or table")
+    parser.add_argument(
+        "input", type=Path, nargs="?", help="store, study file/folder or table (default: demo)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="R workers (default: cores)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.input is None:
+            args.input = collect_demo(Path(tmp))
+        compare(args)
 
+
+def collect_demo(folder: Path) -> Path:
+    """The demo study collected (simulated, offline) into `folder`: its store."""
+    text = (ROOT / "data" / "examples" / "demo.toml").read_text()
+    study = folder / "demo.toml"
+    study.write_text(text.replace('output_dir = "reports/demo"', f'output_dir = "{folder}/out"'))
+    vaar = [sys.executable, "-c", "from vaar.cli import main; main()"]
+    subprocess.run([*vaar, "collect", str(study), "--no-progress"], check=True)
+    return folder / "out" / "collection.sqlite"
+
+
+def compare(args) -> None:
+    """Fit once, score with Wald and with LRT evidence, print both."""
     from vaar.alignment import align, load_reference, refit_executor
     from vaar.config import AnalysisSpec
     from vaar.data.inputs import find_jobs, load_job
