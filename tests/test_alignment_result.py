@@ -68,24 +68,18 @@ def test_align_scores_lists_unestimable_models_and_serialises():
     assert data["bootstrap"] is None
 
 
-@pytest.mark.parametrize(
-    "converged, flags, why",
-    [
-        (False, [], "the configural model did not converge"),
-        (True, [{"level": "configural", "flag": "not_identified"}], "is not identified"),
-    ],
-)
-def test_a_level_that_did_not_converge_or_is_not_identified_gives_no_evidence(
-    converged, flags, why
-):
-    """Finite estimates and SEs from an unusable fit are not scored (real SmolLM2 data gave a
-    non-converged configural fit with Heywood cases): each fitted model says why; a model
-    excluded earlier keeps its own reason; another level that converged is still scored."""
+def test_a_level_that_did_not_converge_gives_no_evidence():
+    """Finite estimates and SEs from a fit that did not converge are not scored (real SmolLM2
+    data gave a non-converged configural fit with Heywood cases): each fitted model says why; a
+    model excluded earlier keeps its own reason; another level that converged is still scored.
+    lavaan's "may not be identified" warning alone does not refuse (under MLR it fires when a
+    group has fewer sessions than parameters)."""
     fit = fitted()
     fit.fits = pd.DataFrame(
-        [{"level": "configural", "converged": converged}, {"level": "metric", "converged": True}]
+        [{"level": "configural", "converged": False}, {"level": "metric", "converged": True}]
     )
-    fit.diagnostics["flags"] = flags
+    fit.diagnostics["flags"] = [{"level": "metric", "flag": "not_identified"}]
+    why = "the configural model did not converge"
     result = align(fit, PATHS, load_reference(), level="configural")
     assert result.scores.set_index("model").loc[["aligned", "reversed"], "vaar_soft"].isna().all()
     reasons = result.not_estimable.set_index("model")["reason"]

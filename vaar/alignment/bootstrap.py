@@ -23,7 +23,7 @@ from vaar.alignment.scores import path_evidence, scores_from_evidence, sign_metr
 from vaar.config import INTERVAL_METHODS
 from vaar.errors import VaarError
 from vaar.invariance import BASELINE, INFORMATION, level_of
-from vaar.sem.identification import unusable_levels
+from vaar.sem.identification import unconverged_levels
 from vaar.sem.result import json_records
 
 METRICS = ("vaar_soft", "vaar_hard", "vaar_logloss")
@@ -149,9 +149,10 @@ def fit_evidence(
     )  # fmt: skip
     if not len(sem_result.estimates):
         evidence["note"] = f"the {level} model could not be fitted: {fit_failure(sem_result)}"
-    elif why := unusable_levels(sem_result.fits, _flags(sem_result)).get(level):
-        # a level that did not converge or is not identified gives no evidence: its estimates
-        # (and any SEs) cannot be interpreted (vaar.sem.identification)
+    elif why := unconverged_levels(sem_result.fits).get(level):
+        # a level that did not converge gives no evidence: its estimates (and any SEs) are not
+        # a solution. (lavaan's "may not be identified" warning is not enough to refuse: under
+        # MLR it also fires when a group has fewer sessions than parameters.)
         scored = evidence["evidence"].notna() | evidence["note"].str.startswith("not estimable")
         evidence.loc[scored, ["z", "z_se", "pvalue", "evidence"]] = math.nan
         evidence.loc[scored, "supports"] = False
@@ -159,10 +160,6 @@ def fit_evidence(
     for group, why in excluded_groups(sem_result).items():
         evidence.loc[evidence["model"] == group, "note"] = f"excluded by vaar.sem: {why}"
     return evidence
-
-
-def _flags(sem_result) -> pd.DataFrame:
-    return pd.DataFrame(sem_result.diagnostics.get("flags") or [], columns=["level", "flag"])
 
 
 def fit_failure(sem_result) -> str:

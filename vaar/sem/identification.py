@@ -33,11 +33,17 @@ def unusable_levels(fits: pd.DataFrame, flags: pd.DataFrame) -> dict[str, str]:
     return {level: f"the {level} model {why}" for level, why in _problems(fits, flags).items()}
 
 
+def unconverged_levels(fits: pd.DataFrame) -> dict[str, str]:
+    """level -> why, for each level whose model did not converge (it has no estimates to use)."""
+    return {
+        str(row["level"]): f"the {row['level']} model {NOT_CONVERGED}"
+        for row in fits.to_dict("records")
+        if row.get("converged") is not True
+    }
+
+
 def _problems(fits: pd.DataFrame, flags: pd.DataFrame) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for row in fits.to_dict("records"):
-        if row.get("converged") is not True:
-            out[str(row["level"])] = NOT_CONVERGED
+    out: dict[str, str] = {level: NOT_CONVERGED for level in unconverged_levels(fits)}
     if len(flags) and "flag" in flags:
         for level in flags.loc[flags["flag"] == "not_identified", "level"].astype(str):
             out.setdefault(level, NOT_IDENTIFIED)
