@@ -167,7 +167,7 @@ def analyze_multiverse(
     level}): each variant analysed by analyze_tables on its own sessions (a variant that cannot
     be analysed is a finding, not a crash), then compared across variants by vaar.multiverse.
     The result is the first analysable variant's, with the comparison as `multiverse`."""
-    from vaar.data import score_items
+    from vaar.data import VARIANT, score_items
     from vaar.multiverse.analysis import summarize
     from vaar.multiverse.order import order_invariance
     from vaar.sem import build_vaar_model
@@ -176,12 +176,12 @@ def analyze_multiverse(
     timings = {} if timings is None else timings
     results, failures = {}, {}
     for variant in factors:
-        rows, stages = wide["variant"] == variant, {}
+        rows, stages = wide[VARIANT] == variant, {}
         mine = None if long is None else long[long["session"].isin(wide.loc[rows, "session"])]
         echo(f"[vaar] variant {variant}: {int(rows.sum())} sessions")
         try:
             results[variant] = analyze_tables(
-                study, wide[rows].drop(columns="variant"), instruments, long=mine, echo=echo,
+                study, wide[rows].drop(columns=VARIANT), instruments, long=mine, echo=echo,
                 timings=stages, analysis=analysis, **how,
             )  # fmt: skip
         except VaarError as exc:

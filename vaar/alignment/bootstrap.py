@@ -153,10 +153,8 @@ def fit_evidence(
         # a level that did not converge gives no evidence: its estimates (and any SEs) are not
         # a solution. (lavaan's "may not be identified" warning is not enough to refuse: under
         # MLR it also fires when a group has fewer sessions than parameters.)
-        scored = evidence["evidence"].notna() | evidence["note"].str.startswith("not estimable")
-        evidence.loc[scored, ["z", "z_se", "pvalue", "evidence"]] = math.nan
-        evidence.loc[scored, "supports"] = False
-        evidence.loc[scored, "note"] = why
+        evidence[["z", "z_se", "pvalue", "evidence"]] = math.nan
+        evidence["supports"], evidence["note"] = False, why
     for group, why in excluded_groups(sem_result).items():
         evidence.loc[evidence["model"] == group, "note"] = f"excluded by vaar.sem: {why}"
     return evidence

@@ -35,6 +35,7 @@ def order_invariance(
     """{"summary": one row per model, "paths": per model x order x path estimates, "rule"};
     empty when the grid does not vary block order. `scored`/`raw`: every variant's sessions
     (column `variant`), reverse keys applied / as answered."""
+    from vaar.data import VARIANT
     from vaar.sem import fit_ladder
 
     orders = {v: levels.get(BLOCK_ORDER) for v, levels in factors.items()}
@@ -43,7 +44,7 @@ def order_invariance(
     summary, paths = [], []
     for model in dict.fromkeys(scored["model"]):
         mine = scored["model"] == model
-        data = scored[mine].assign(**{BLOCK_ORDER: scored.loc[mine, "variant"].map(orders)})
+        data = scored[mine].assign(**{BLOCK_ORDER: scored.loc[mine, VARIANT].map(orders)})
         answers = raw[raw["model"] == model].assign(**{BLOCK_ORDER: data[BLOCK_ORDER].to_numpy()})
         row = {"model": model, "orders": ", ".join(dict.fromkeys(data[BLOCK_ORDER].astype(str)))}
         try:
