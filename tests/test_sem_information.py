@@ -228,3 +228,47 @@ def test_fiml_hessian_equals_lavaans_own_function():
     words = rscript("-e", HESSIAN, R_DIR).split()
     assert int(words[words.index("PATTERNS") + 1]) > 20  # many missing-data patterns
     assert float(words[words.index("WORST") + 1]) < 1e-12  # relative, rounding only
+
+
+# vaar's FIML-corrected robust statistics (r/fiml.R: the traces by group blocks, the
+# independence model with its standard test only) and its NA-aware crossprod, against
+# lavaan's own functions: one group and two, free and constrained across groups (E.inv then
+# couples the groups), an exogenous covariate, both versions of the correction.
+CORRECTED = r"""
+for (f in list.files(commandArgs(TRUE)[1], pattern = "[.]R$", full.names = TRUE)) source(f)
+d <- lavaan::HolzingerSwineford1939
+set.seed(4); for (v in paste0("x", 1:9)) d[[v]][runif(nrow(d)) < .08] <- NA
+m <- "visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\nspeed =~ x7 + x8 + x9
+      speed ~ visual + textual"
+fits <- list(
+  sem(m, d, missing = "ml", estimator = "MLR"),
+  sem(m, d, group = "school", missing = "ml", estimator = "MLR"),
+  sem(m, d, group = "school", group.equal = c("loadings", "intercepts"), missing = "ml"),
+  sem(paste(m, "\nspeed ~ ageyr"), d, group = "school", missing = "ml", estimator = "MLR")
+)
+worst <- 0; n <- 0
+for (fit in fits) for (v in c("V3", "V6")) {
+  a <- unlist(vaar_fiml_corrected_lavaan(fit, v)); b <- unlist(vaar_fiml_corrected(fit, v))
+  stopifnot(names(a) == names(b), !anyNA(a[c("c.hat3", "c.hat3.null")]))
+  worst <- max(worst, abs(a - b) / abs(a)); n <- n + 1
+}
+cat("CORRECTED", n, "WORST", worst, "\n")
+cp <- 0
+for (i in 1:20) {
+  A <- matrix(rnorm(60), 12); A[runif(60) < .2] <- NA
+  B <- matrix(rnorm(36), 12); if (i %% 2) B[runif(36) < .2] <- NA
+  for (args in list(list(A), list(A, B), list(A[, 1], B), list(B))) {
+    cp <- max(cp, abs(do.call(vaar_crossprod_lavaan, args) - do.call(vaar_crossprod_na, args)))
+  }
+}
+cat("CROSSPROD", cp, "\n")
+"""
+
+
+def test_fiml_correction_and_crossprod_equal_lavaans_own_functions():
+    from vaar.sem.bridge import R_DIR
+
+    words = rscript("-e", CORRECTED, R_DIR).split()
+    assert int(words[words.index("CORRECTED") + 1]) == 8
+    assert float(words[words.index("WORST") + 1]) < 1e-10  # relative, rounding only
+    assert float(words[words.index("CROSSPROD") + 1]) < 1e-12

@@ -15,7 +15,7 @@ from vaar.errors import VaarError
 from vaar.files import package_path
 
 R_DIR = package_path("sem", "r")
-R_FILES = ("call.R", "fit.R", "blocks.R", "ordinal.R", "compare.R", "ladder.R", "lrt.R")
+R_FILES = ("call.R", "fit.R", "fiml.R", "blocks.R", "ordinal.R", "compare.R", "ladder.R", "lrt.R")
 
 # The r/*.R functions that read a lavaan model (or a list of models), and its position among
 # their arguments: every model passes the allow-list (vaar.sem.grammar) here, on its way into R,
