@@ -59,6 +59,7 @@ a <- commandArgs(trailingOnly = TRUE)
 source(a[1])  # blocks.R: puts vaar's functions in lavaan's place, keeps lavaan's own
 own_hessian <- environment(lavaan:::lav_model_hessian)$hessian
 own_firstorder <- environment(lavaan:::lav_model_information_firstorder)$firstorder
+vaar_firstorder <- lavaan:::lav_model_information_firstorder
 stopifnot(is.function(own_hessian), is.function(own_firstorder))
 d <- read.csv(a[2], colClasses = c(model = "character"))
 m <- paste(readLines(a[3]), collapse = "\n")
@@ -87,10 +88,19 @@ for (name in names(cases)) {
   e_inv <- solve(h_own)
   trace <- function(f) vapply(attr(f, "B0.group"), function(b) sum(b * t(e_inv)), 0)
   blocks <- vaar_group_parameters(fit@Model, fit@Data, fit@Options)
-  cat(sprintf("%s %d %d %.17g %.17g %.17g %.17g %.17g\n", name, fit@Model@nx.free,
+  # MLR's sandwich asks for the extra attributes and reads B0.group alone: vaar's first-order
+  # information then leaves out the others (r/blocks.R, b0_only); the same sandwich
+  sandwich <- function() do.call(lavaan:::lav_model_nvcov_robust_sandwich, c(common, more[1:4]))
+  s_vaar <- sandwich()
+  utils::assignInNamespace("lav_model_information_firstorder", own_firstorder, ns = "lavaan")
+  s_own <- sandwich()
+  utils::assignInNamespace("lav_model_information_firstorder", vaar_firstorder, ns = "lavaan")
+  cat(sprintf("%s %d %d %.17g %.17g %.17g %.17g %.17g %.17g %d\n", name, fit@Model@nx.free,
               length(blocks), max(abs(h_own - h_vaar)), max(abs(h_own)),
               max(abs(as.matrix(f_own) - as.matrix(f_vaar))), max(abs(f_own)),
-              max(abs(trace(f_own) - trace(f_vaar)) / abs(trace(f_own)))))
+              max(abs(trace(f_own) - trace(f_vaar)) / abs(trace(f_own))),
+              max(abs(s_own - s_vaar)) / max(abs(s_own)),
+              as.integer(!is.null(attr(f_vaar, "Delta")))))
 }
 """
 
@@ -101,10 +111,12 @@ def test_block_matrices_equal_lavaan_own(tmp_path):
     model.write_text(MODEL.syntax)
     rows = {}
     for line in rscript(MATRICES, package_path("sem", "r", "blocks.R"), data, model).splitlines():
-        name, npar, groups, *numbers = line.split()
+        name, npar, groups, *numbers, attached = line.split()
         rows[name] = (int(npar), int(groups), *map(float, numbers))
+        assert attached == "1", name  # asked for by another caller: every attribute, as lavaan
     assert set(rows) == {"configural", "metric_ml", "labelled", "fiml", "two_groups", "one_group"}
-    for name, (npar, groups, d_hessian, hessian, d_first, first, d_trace) in rows.items():
+    for name, row in rows.items():
+        npar, groups, d_hessian, hessian, d_first, first, d_trace, d_sandwich = row
         # each group's parameters found (a single group: lavaan's own functions run)
         assert groups == {"two_groups": 2, "one_group": 0}.get(name, 4), name
         assert npar > 20 and hessian > 0.1 and first > 0.1, name
@@ -112,6 +124,7 @@ def test_block_matrices_equal_lavaan_own(tmp_path):
         assert d_hessian <= 1e-11 * hessian, (name, d_hessian)
         assert d_first <= 1e-12 * first, (name, d_first)
         assert d_trace <= 1e-12, (name, d_trace)
+        assert d_sandwich <= 1e-10, (name, d_sandwich)
     assert rows["one_group"][2] == 0.0 and rows["one_group"][4] == 0.0  # lavaan's own, same
 
 
