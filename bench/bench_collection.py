@@ -3,19 +3,24 @@
 Sessions are the demo protocol's: 38 one-item turns (iuipc10, psa, aods), each carrying the
 whole session so far as history. With C sessions in flight and every reply taking L seconds,
 no client can do better than C/L requests per second; this prints the measured rate and its
-ratio to that bound for each C (issue 15's target: >= 0.95 at C=256, L=200 ms), the client's
-CPU time per request (everything vaar does per turn: history, the reply-cache key, parsing,
-the store commit, HTTP), the client CPU of one turn at turn 1 vs turn 38 (one session at a
+ratio to that bound for each C (issue 15's target: >= 0.95 at C=256, L=200 ms), the worker
+processes the run used (`--workers`: auto, as `vaar collect` picks them, or a number; give
+several to compare, e.g. `--workers auto 1`), the client's CPU time per request (everything
+vaar does per turn: history, the reply-cache key, parsing, the store commit, HTTP; the
+workers' CPU included, from their rusage once they are reaped, their start-up too), the fake
+server's CPU per request, the client CPU of one turn at turn 1 vs turn 38 (one session at a
 time against a zero-latency server: is the cost of a turn independent of the history it
 carries?), and the peak memory of a 100k-answer run with the simulated provider (no HTTP) in
 a fresh process.
 
 The fake server (tests/fakes/fake_llm.py) runs in a process of its own, so client and server
 each get a core, and answers every item "3" (a valid answer the client still parses and
-stores), so that what is measured is the client, not the fake's respondent simulation.
+stores) without simulating a prompt cache, so that what is measured is the client, not the
+fake's respondent simulation.
 
     .venv/bin/python bench/bench_collection.py                 # C = 16, 64, 256; L = 0.2 s
-    .venv/bin/python bench/bench_collection.py --concurrency 256 --latency 0.2 --seconds 20
+    .venv/bin/python bench/bench_collection.py --concurrency 256 --workers auto 1 \
+        --answers 0 --turn-sessions 0                          # the C=256 row, sharded vs not
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -48,6 +54,7 @@ def start_server(port: int, latency: float) -> subprocess.Popen:
             str(latency),
             "--fixed-answer",
             "3",
+            "--no-prompt-cache",
         ],
         cwd=ROOT,
     )
@@ -85,7 +92,21 @@ def study(out: Path, url: str, concurrency: int, sessions: int):
     )
 
 
-def throughput(url: str, concurrency: int, latency: float, seconds: float) -> dict:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's children that have ended and been reaped."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def throughput(
+    url: str, concurrency: int, latency: float, seconds: float, workers: int | None, server: int
+) -> dict:
     from vaar.collection import collect
 
     turns_per_session = TURNS
@@ -95,15 +116,18 @@ def throughput(url: str, concurrency: int, latency: float, seconds: float) -> di
     sessions = concurrency * waves
     with tempfile.TemporaryDirectory() as tmp:
         s = study(Path(tmp), url, concurrency, sessions)
+        kids, served = children_cpu(), process_cpu(server)
         cpu, wall = time.process_time(), time.perf_counter()
-        summary = asyncio.run(collect(s, progress=False))
+        summary = asyncio.run(collect(s, progress=False, workers=workers))
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        kids, served = children_cpu() - kids, process_cpu(server) - served
     if not summary.complete:
         raise RuntimeError("\n".join(summary.lines()))
     requests = summary.models["fake"]["requests"]
     return {
         "concurrency": concurrency,
         "latency_s": latency,
+        "workers": summary.workers,
         "sessions": sessions,
         "requests": requests,
         "seconds": round(wall, 2),
@@ -111,7 +135,9 @@ def throughput(url: str, concurrency: int, latency: float, seconds: float) -> di
         "sessions_per_s": round(sessions / wall, 2),
         "bound_requests_per_s": round(bound, 1),
         "ratio_to_bound": round(requests / wall / bound, 3),
-        "client_cpu_us_per_request": round(cpu / requests * 1e6, 1),
+        "client_cpu_us_per_request": round((cpu + kids) / requests * 1e6, 1),
+        "parent_cpu_us_per_request": round(cpu / requests * 1e6, 1),
+        "server_cpu_us_per_request": round(served / requests * 1e6, 1),
     }
 
 
@@ -188,6 +214,13 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--seconds", type=float, default=15, help="target run length per C")
     parser.add_argument("--answers", type=int, default=100_000, help="memory run size (0: skip)")
+    parser.add_argument(
+        "--workers",
+        nargs="+",
+        default=["auto"],
+        help="worker processes per run: auto (as vaar collect picks them) or a number; several "
+        "to compare (default: auto)",
+    )
     parser.add_argument("--memory-run", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_run:
@@ -201,15 +234,22 @@ def main() -> None:
     server = start_server(port, args.latency)
     try:
         for c in args.concurrency:
-            row = throughput(f"http://127.0.0.1:{port}/v1", c, args.latency, args.seconds)
-            print(
-                f"C={c:4d} L={args.latency * 1000:.0f} ms: {row['requests_per_s']:8.1f} req/s "
-                f"({row['sessions_per_s']:.2f} sessions/s) vs bound C/L = "
-                f"{row['bound_requests_per_s']:.0f} req/s -> ratio {row['ratio_to_bound']:.3f}; "
-                f"client CPU {row['client_cpu_us_per_request']:.0f} us/request "
-                f"({row['requests']} requests in {row['seconds']} s)",
-                flush=True,
-            )
+            for w in args.workers:
+                workers = None if w == "auto" else int(w)
+                url = f"http://127.0.0.1:{port}/v1"
+                row = throughput(url, c, args.latency, args.seconds, workers, server.pid)
+                print(
+                    f"C={c:4d} L={args.latency * 1000:.0f} ms W={row['workers']}"
+                    f"{' (auto)' if w == 'auto' else ''}: {row['requests_per_s']:8.1f} req/s "
+                    f"({row['sessions_per_s']:.2f} sessions/s) vs bound C/L = "
+                    f"{row['bound_requests_per_s']:.0f} req/s -> ratio "
+                    f"{row['ratio_to_bound']:.3f}; client CPU "
+                    f"{row['client_cpu_us_per_request']:.0f} us/request (parent "
+                    f"{row['parent_cpu_us_per_request']:.0f}); fake server "
+                    f"{row['server_cpu_us_per_request']:.0f} us/request ({row['requests']} "
+                    f"requests in {row['seconds']} s)",
+                    flush=True,
+                )
     finally:
         server.terminate()
         server.wait(10)

@@ -1,8 +1,9 @@
 """The collection store under storage faults, for real: a full disk (a tmpfs filled to the last
 byte mid-run), an I/O error (the writer's file-size limit lowered mid-run: EFBIG), a write lock
-held by another connection. Each stops `vaar collect` at once with one line naming the store and
-the SQLite error and a non-zero exit, leaves a sound store, and once the fault is gone a rerun
-ends with the answers of an uninterrupted run, never asking again a turn that was stored."""
+held by another connection. Each stops `vaar collect` (one process, or worker processes sharing
+the store) at once with one line naming the store and the SQLite error and a non-zero exit,
+leaves a sound store, and once the fault is gone a rerun ends with the answers of an
+uninterrupted run, never asking again a turn that was stored."""
 
 import asyncio
 import contextlib
@@ -15,6 +16,7 @@ import pytest
 from fakes.disk import tmpfs  # noqa: F401  (fixture)
 from fakes.fake_llm import FakeLLM, Faults
 from test_collection_resume import CONCURRENCY, SESSIONS, stored_turns, vaar, write_study
+from test_collection_workers import children
 
 from vaar.collection import collect
 from vaar.collection.cost import Usage
@@ -74,7 +76,8 @@ class FileSizeLimit:
 
     def strike(self, proc, store):
         size = (store.parent / f"{store.name}-wal").stat().st_size
-        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (size, size))
+        for pid in [proc.pid, *children(proc.pid)]:  # with --workers, the workers write
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (size, size))
 
     def clear(self):
         pass
@@ -116,9 +119,10 @@ def integrity(store) -> str:
         return con.execute("PRAGMA integrity_check").fetchone()[0]
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=lambda w: f"workers={w}")
 @pytest.mark.parametrize("fault", [DiskFull, FileSizeLimit, WriteLocked], ids=lambda f: f.__name__)
 def test_a_storage_fault_stops_collect_at_once_and_a_rerun_resumes(
-    fault, request, tmp_path, fake_llm, reference
+    fault, workers, request, tmp_path, fake_llm, reference
 ):
     fault = fault(request)
     fake = fake_llm(Faults(latency=0.01))
@@ -128,7 +132,7 @@ def test_a_storage_fault_stops_collect_at_once_and_a_rerun_resumes(
     study = write_study(tmp_path / "s.toml", fake.base_url, folder, timeout=30)
     store = folder / "collection.sqlite"
 
-    proc = vaar("collect", str(study), "--no-progress")
+    proc = vaar("collect", str(study), "--no-progress", "--workers", str(workers))
     deadline = time.monotonic() + 30
     while stored_turns(store) < AT and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -151,7 +155,7 @@ def test_a_storage_fault_stops_collect_at_once_and_a_rerun_resumes(
     assert AT <= len(kept) < TOTAL
 
     fault.clear()
-    proc = vaar("collect", str(study), "--no-progress")
+    proc = vaar("collect", str(study), "--no-progress", "--workers", str(workers))
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, out + err
     assert f"o: {SESSIONS}/{SESSIONS} sessions done" in out

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from vaar.collection.commands import WORKERS_HELP
 from vaar.config import EVIDENCE_METHODS, INTERVAL_METHODS, VAAR_LEVELS, load_study
 from vaar.errors import VaarError
 from vaar.invariance import ESTIMATORS
@@ -43,7 +44,8 @@ def validate(study_file):
 @click.command()
 @click.argument("study_file", type=click.Path(dir_okay=False))
 @click.option("--no-progress", is_flag=True, help="Plain log lines instead of a live display.")
-def run(study_file, no_progress):
+@click.option("--workers", type=click.IntRange(min=1), help=WORKERS_HELP)
+def run(study_file, no_progress, workers):
     """Run a study end to end: collect answers (resuming an earlier run), fit the multi-group
     SEM in lavaan, score VAAR, and write the HTML report.
 
@@ -55,7 +57,7 @@ def run(study_file, no_progress):
 
     start = time.perf_counter()
     study = load_study(study_file)
-    report = run_study(study, echo=click.echo, progress=not no_progress)
+    report = run_study(study, echo=click.echo, progress=not no_progress, workers=workers)
     click.echo(f"[vaar] finished in {time.perf_counter() - start:.1f} s")
     click.echo(f"report: {report}")
 

@@ -267,8 +267,11 @@ def analyze_model(
 # -- `vaar run` --------------------------------------------------------------------------------
 
 
-def run_study(study: Study, *, echo: Echo = print, progress: bool = True) -> Path:
-    """`vaar run`: collect (resuming any earlier partial run), analyse, write the report."""
+def run_study(
+    study: Study, *, echo: Echo = print, progress: bool = True, workers: int | None = None
+) -> Path:
+    """`vaar run`: collect (resuming any earlier partial run), analyse, write the report;
+    `workers`: the processes that collect (vaar.collection.workers; None: as it picks)."""
     from vaar.collection import collect
     from vaar.collection.store import STORE_FILE
     from vaar.data import long_table, wide_table
@@ -280,7 +283,7 @@ def run_study(study: Study, *, echo: Echo = print, progress: bool = True) -> Pat
     store = out / STORE_FILE
     instruments = load_instruments(study.instruments)
     with _stage("collect answers", timings, echo):
-        summary = asyncio.run(collect(study, store, progress=progress))
+        summary = asyncio.run(collect(study, store, progress=progress, workers=workers))
     with _stage("build tables", timings, echo):
         long = long_table(store)
         wide = wide_table(long)

@@ -31,6 +31,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
+import orjson
 from aiohttp import web
 
 from vaar.collection.providers import ChatRequest
@@ -136,6 +137,10 @@ class Faults:
     seed: int = 0
 
 
+def _dumps(value) -> str:
+    return orjson.dumps(value).decode()
+
+
 GARBAGE = ["asdf qwerty", '{"oops": ', "", "The weather is nice today.", "Hmm."]
 REFUSAL = "As an AI language model, I don't have personal opinions, so I can't answer that."
 
@@ -159,6 +164,7 @@ class FakeLLM:
     fixed_answer: str | None = None  # answer every item with this text (cheap, for benchmarks)
     cache: PromptCache = field(default_factory=PromptCache)
     think: str | None = None  # OpenAI-style: prefix each reply with <think>this</think>
+    prompt_cache: bool = True  # account cached prefixes (off: cheaper, for benchmarks)
 
     def __post_init__(self):
         from vaar.instruments import list_instruments
@@ -254,7 +260,7 @@ class FakeLLM:
             self.headers.append(dict(request.headers))
 
     async def openai(self, request):
-        body = await request.json()
+        body = await request.json(loads=orjson.loads)
         self._record(request, body)
         if "reasoning_effort" in body and ({"temperature", "top_p", "max_tokens"} & set(body)):
             bad = sorted({"temperature", "top_p", "max_tokens"} & set(body))
@@ -263,7 +269,7 @@ class FakeLLM:
         fault = await self._fault(request)
         if isinstance(fault, web.StreamResponse):
             return fault
-        return web.json_response(await self.openai_reply(body, fault))
+        return web.json_response(await self.openai_reply(body, fault), dumps=_dumps)
 
     async def openai_reply(self, body: dict, fault: str | None = None) -> dict:
         """A chat completion for `body` (also what a fake batch answers per request)."""
@@ -274,6 +280,7 @@ class FakeLLM:
         if self.think is not None:
             text = f"<think>{self.think}</think>\n{text}"
         self.counts["answered"] += 1
+        cached = self.cache.automatic(body["messages"]) if self.prompt_cache else 0
         return {
             "id": f"chatcmpl-{self.counts['answered']}",
             "object": "chat.completion",
@@ -294,7 +301,7 @@ class FakeLLM:
             "usage": {
                 "prompt_tokens": estimate_tokens(body["messages"]),
                 "completion_tokens": len(text) // 4 + 1 + reasoning,
-                "prompt_tokens_details": {"cached_tokens": self.cache.automatic(body["messages"])},
+                "prompt_tokens_details": {"cached_tokens": cached},
                 "completion_tokens_details": {"reasoning_tokens": reasoning},
             },
         }
@@ -396,8 +403,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--fixed-answer", help="answer every item with this text")
+    parser.add_argument("--no-prompt-cache", action="store_true", help="report no cached tokens")
     args = parser.parse_args()
-    fake = FakeLLM(Faults(latency=args.latency), keep_bodies=False, fixed_answer=args.fixed_answer)
+    fake = FakeLLM(
+        Faults(latency=args.latency),
+        keep_bodies=False,
+        fixed_answer=args.fixed_answer,
+        prompt_cache=not args.no_prompt_cache,
+    )
     web.run_app(
         fake.app(), host="127.0.0.1", port=args.port, access_log=None, print=None, backlog=4096
     )

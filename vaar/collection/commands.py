@@ -13,6 +13,11 @@ from vaar.config import load_study
 from vaar.errors import VaarError
 
 EXIT_INCOMPLETE = 3  # some sessions are not done: rerun (or --retry-errors) to finish them
+WORKERS_HELP = (
+    "Processes that ask the sessions, all writing the one store (default: one per 128 "
+    "sessions in flight, at most one per CPU, for live runs of HTTP models; else 1). Not with "
+    "--batch or --max-cost."
+)
 
 
 @click.command()
@@ -39,9 +44,14 @@ EXIT_INCOMPLETE = 3  # some sessions are not done: rerun (or --retry-errors) to 
     type=click.FloatRange(min=0.001),
     help="Seconds between polls of a batch in flight (default 30).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help=WORKERS_HELP,
+)
 def collect(
     study_file, dry_run, prices, max_cost, retry_errors, store, cache, no_progress, batch,
-    batch_poll,
+    batch_poll, workers,
 ):  # fmt: skip
     """Collect answers for a study (resuming where an earlier run stopped).
 
@@ -76,6 +86,7 @@ def collect(
                 cache_path=cache,
                 batch=batch,
                 batch_poll=batch_poll,
+                workers=workers,
             )
         )
     except KeyboardInterrupt:
@@ -83,7 +94,8 @@ def collect(
         sys.exit(130)
     for line in summary.lines():
         click.echo(line)
-    click.echo(f"store: {summary.store_path} ({summary.elapsed:.1f} s)")
+    processes = f", {summary.workers} worker processes" if summary.workers > 1 else ""
+    click.echo(f"store: {summary.store_path} ({summary.elapsed:.1f} s{processes})")
     if not summary.complete:
         sys.exit(EXIT_INCOMPLETE)
 

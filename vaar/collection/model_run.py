@@ -26,10 +26,13 @@ def request_limiter(per_minute: float) -> AsyncLimiter:
     return AsyncLimiter(1, 60 / per_minute)
 
 
-def _limiters(spec) -> tuple[AsyncLimiter | None, AsyncLimiter | None]:
-    """A model's requests and tokens per minute (shared by its conditions)."""
-    rpm = request_limiter(spec.requests_per_minute) if spec.requests_per_minute else None
-    tpm = AsyncLimiter(spec.tokens_per_minute, 60) if spec.tokens_per_minute else None
+def _limiters(spec, share: float = 1.0) -> tuple[AsyncLimiter | None, AsyncLimiter | None]:
+    """A model's requests and tokens per minute (shared by its conditions); `share`: the part
+    of them this process has (vaar.collection.shard; 0: it asks none of the model's sessions)."""
+    if not share:
+        return None, None
+    rpm = request_limiter(spec.requests_per_minute * share) if spec.requests_per_minute else None
+    tpm = AsyncLimiter(spec.tokens_per_minute * share, 60) if spec.tokens_per_minute else None
     return rpm, tpm
 
 
@@ -45,7 +48,7 @@ class ModelRun:
         self.provider = provider_class(spec.provider)(spec, condition.instruments, self.stats)
         self.price = price_for(spec, prices)
         if spec.name not in run.limiters:  # a model's limits hold across its conditions
-            run.limiters[spec.name] = _limiters(spec)
+            run.limiters[spec.name] = _limiters(spec, run.shard.fraction(spec.concurrency))
         self.rpm, self.tpm = run.limiters[spec.name]
         self.batched: BatchedProvider | None = None  # --batch: requests go out in waves
         api = batch_api(self.provider) if run.batch else None
@@ -77,7 +80,7 @@ class ModelRun:
         key = ""
         if key_of is not None:
             key = key_of(messages)
-            hit = (self.run.cache or self.run.store).cached_reply(key)
+            hit = (self.run.cache or self.run.store).cached_reply(key) if self.run.lookups else None
             if hit is not None:
                 self.stats.cached += 1
                 return ChatReply(**hit, cached=True), key
@@ -85,7 +88,7 @@ class ModelRun:
             await self.rpm.acquire()
         if self.tpm:
             wanted = estimate_tokens(messages) + getattr(self.provider.params, "max_tokens", 0)
-            await self.tpm.acquire(min(wanted, self.spec.tokens_per_minute))
+            await self.tpm.acquire(min(wanted, self.tpm.max_rate))
         reply = await self.provider.complete(ChatRequest(messages, seed, schema))
         self.stats.requests += 1
         self.stats.prompt_tokens += reply.prompt_tokens

@@ -37,6 +37,20 @@ class ModelStats(ProviderHooks):
     batch_resubmitted: int = 0  # requests sent again (errored, expired, cancelled)
     batch_seconds: float = 0.0  # spent waiting for batches
 
+    # what a worker process reports (vaar.collection.workers); the parent's are their sums
+    COUNTS = (
+        "sessions", "done", "failed", "done_at_start", "turns", "requests", "cached", "retries",
+        "rate_limited", "invalid", "refused", "prompt_tokens", "completion_tokens", "cost",
+    )  # fmt: skip
+
+    def counts(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.COUNTS)
+
+    def set_sums(self, parts: list[tuple]) -> None:
+        """Become the sum of the workers' counts (each as counts() gave it)."""
+        for name, *values in zip(self.COUNTS, *parts, strict=True):
+            setattr(self, name, sum(values))
+
     def retry(self, reason: str) -> None:
         self.retries += 1
         if reason == "429":

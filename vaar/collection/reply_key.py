@@ -15,10 +15,16 @@ import hashlib
 import json
 
 _SENTINEL = "\x00vaar-messages\x00"
+_string = json.encoder.encode_basestring_ascii  # what json.dumps writes for a str (in C)
 
 
 def fragment(message: dict) -> bytes:
-    """One message exactly as it appears inside the sorted JSON of the whole key."""
+    """One message exactly as it appears inside the sorted JSON of the whole key: for the
+    usual {"role", "content"} message of strings written directly, else by json.dumps."""
+    if len(message) == 2:
+        content, role = message.get("content"), message.get("role")
+        if type(content) is str and type(role) is str:
+            return f'{{"content": {_string(content)}, "role": {_string(role)}}}'.encode()
     return json.dumps(message, sort_keys=True).encode()
 
 

@@ -23,8 +23,10 @@ from vaar.collection.model_run import ModelRun
 from vaar.collection.progress import show_progress
 from vaar.collection.providers import check_params
 from vaar.collection.sessions import load_personas, plan_session
+from vaar.collection.shard import Shard
 from vaar.collection.store import STORE_FILE, ReplyCache, Store
 from vaar.collection.summary import CollectionSummary
+from vaar.collection.workers import run_workers, worker_count
 from vaar.errors import VaarError
 from vaar.instruments import load_instruments
 
@@ -46,13 +48,18 @@ def study_fingerprint(study, instruments, personas: list[str], runs=()) -> str:
 
 class CollectionRun:
     def __init__(
-        self, study, store, prices, max_cost, cache=None, batch=False, batch_poll=None
+        self, study, store, prices, max_cost, cache=None, batch=False, batch_poll=None,
+        shard=None,
     ):  # fmt: skip
         self.study = study
+        self.shard = shard or Shard()  # the sessions this process asks (all but in a worker)
         self.batch = batch  # models with a batch API send their requests in waves
         self.batch_poll = batch_poll  # seconds between polls (None: the default)
         self.store = store
         self.cache = cache  # a shared ReplyCache, else the store's own cache table
+        # replies can be found only in a shared cache or from earlier runs: a run's own
+        # requests all differ (by session, seed, turn), so an empty table is not looked up
+        self.lookups = cache is not None or store.holds_replies()
         self.instruments = load_instruments(study.instruments)
         self.instrument_hashes = {i.id: i.content_hash for i in self.instruments}
         self.personas = load_personas(study.session.personas)
@@ -83,10 +90,13 @@ async def collect(
     cache_path: str | Path | None = None,
     batch: bool = False,
     batch_poll: float | None = None,
+    workers: int | None = None,
 ) -> CollectionSummary:
     """Collect (or resume collecting) every session of the study into the SQLite store;
     `cache_path` names a reply cache shared across studies (default: the store's own);
-    `batch` sends the requests of models with a batch API in waves (vaar.collection.batch)."""
+    `batch` sends the requests of models with a batch API in waves (vaar.collection.batch);
+    `workers` runs the sessions in that many processes (None: one, unless the run is big
+    enough to need more; vaar.collection.workers)."""
     check_params(study.models)
     if max_cost is not None and not prices:
         raise VaarError("--max-cost needs a price table (--prices FILE) to know what a token costs")
@@ -103,7 +113,8 @@ async def collect(
             study_fingerprint(study, run.instruments, run.personas, run.conditions),
             study.model_dump(mode="json"),
         )
-        status = store.session_status()
+        todo = pending(run, store.session_status(), retry_errors)
+        count = worker_count(workers, run, todo)
         try:
             for model in run.models:  # credentials are checked here, before any request
                 await model.provider.start()
@@ -114,7 +125,11 @@ async def collect(
                     show_progress([m.stats for m in run.models], stop_display)
                 )
             try:
-                await run_together(_run_model(m, status, retry_errors) for m in run.models)
+                if count > 1:
+                    job = {"store": store_path, "cache": cache_path, "prices": prices or {}}
+                    await run_workers(run, count, {**job, "retry_errors": retry_errors})
+                else:
+                    await run_models(run, todo, retry_errors)
             finally:
                 stop_display.set()
                 if display:
@@ -122,29 +137,48 @@ async def collect(
         finally:
             for model in run.models:
                 await model.provider.close()
-        return _summary(run, store, time.monotonic() - started)
+        summary = _summary(run, store, time.monotonic() - started)
+        summary.workers = count
+        return summary
 
 
-async def _run_model(model: ModelRun, status: dict, retry_errors: bool) -> None:
-    n = model.run.study.sessions_per_model
-    model.stats.sessions = n
+def pending(run: CollectionRun, status: dict, retry_errors: bool) -> list[list[int]]:
+    """Per model of the run, the indices of the sessions this process still has to ask (of
+    its shard); its counters start from the others' states."""
     todo = []
-    for index in range(n):
-        state, _ = status.get(model.condition.session_id(index), ("new", None))
-        if state == "done":
-            model.stats.done += 1
-        elif state == "failed" and not retry_errors:
-            model.stats.failed += 1
-        else:
-            todo.append(index)
-    model.stats.done_at_start = model.stats.done + model.stats.failed
+    for model in run.models:
+        concurrency, stats = model.spec.concurrency, model.stats
+        mine = []
+        for index in range(run.study.sessions_per_model):
+            if not run.shard.owns(index, concurrency):
+                continue
+            stats.sessions += 1
+            state, _ = status.get(model.condition.session_id(index), ("new", None))
+            if state == "done":
+                stats.done += 1
+            elif state == "failed" and not retry_errors:
+                stats.failed += 1
+            else:
+                mine.append(index)
+        stats.done_at_start = stats.done + stats.failed
+        todo.append(mine)
+    return todo
+
+
+async def run_models(run: CollectionRun, todo: list[list[int]], retry_errors: bool) -> None:
+    """Ask the sessions `todo` (pending()) of every model of the run, in this process."""
+    await run_together(
+        _run_model(m, t, retry_errors) for m, t in zip(run.models, todo, strict=True)
+    )
+
+
+async def _run_model(model: ModelRun, todo: list[int], retry_errors: bool) -> None:
     batched = model.batched
     if batched:
         gate = asyncio.Semaphore(len(todo))
     else:  # a model's concurrency holds across its conditions
-        gate = model.run.gates.setdefault(
-            model.spec.name, asyncio.Semaphore(model.spec.concurrency)
-        )
+        share = model.run.shard.concurrency(model.spec.concurrency)
+        gate = model.run.gates.setdefault(model.spec.name, asyncio.Semaphore(share))
     if batched:  # a wave goes out once every open session waits for it
         batched.enter(len(todo))
         how = model.condition

@@ -7,7 +7,10 @@ power loss can drop the last commits) at a few tens of microseconds per commit.
 
 One process writes a store at a time: the writer holds an exclusive flock on `<store>.lock`
 (its pid written in it), which the OS drops when the process ends, however it ends. Readers
-(export, analyze) open the store read-only and take no lock.
+(export, analyze) open the store read-only and take no lock. A run sharded across worker
+processes (vaar.collection.workers) is still one writer: the parent holds the lock, and its
+workers write through connections of their own, each transaction BEGIN IMMEDIATE (WAL and the
+busy timeout order them), only while it does.
 
 Every SQLite failure (disk full, locked by another connection, I/O error) becomes a one-line
 StoreError naming the file; SQLite keeps each transaction all-or-nothing, so the turns
@@ -180,7 +183,7 @@ def _upgrade(con: sqlite3.Connection, missing: dict[str, list | None], readonly:
             con.execute(f"CREATE TEMP VIEW {table} AS SELECT *, {extra} FROM main.{table}")
             continue
         with con:
-            con.execute("BEGIN")
+            con.execute("BEGIN IMMEDIATE")
             for c in columns:
                 kind, default = defs[c]
                 con.execute(f"ALTER TABLE {table} ADD COLUMN {c} {kind} NOT NULL DEFAULT {default}")
@@ -313,13 +316,46 @@ def lock_writer(path: Path) -> int:
     return fd
 
 
+def check_writer(path: Path, pid: int) -> None:
+    """For a collection worker (vaar.collection.workers), which writes without the lock: its
+    parent, process `pid`, must be the one holding it; StoreError otherwise."""
+    lock = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        fd = None
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # closing fd drops it again
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                if holder == str(pid):
+                    return
+                raise StoreError(
+                    f"{path} is in use by another vaar process (pid {holder}): wait for it to "
+                    "finish or stop it"
+                ) from None
+    finally:
+        if fd is not None:
+            os.close(fd)
+    raise StoreError(
+        f"{path}: no vaar process holds the store's lock; a collection worker writes only for "
+        f"the process that does (pid {pid})"
+    )
+
+
 class Store:
     """A study's collection store. The writer (the default) holds the store's lock until
-    close(); `readonly=True` opens it for reading only, without the lock."""
+    close(); `readonly=True` opens it for reading only, without the lock; `worker_of=pid`
+    opens it for writing without the lock, for a collection worker of process `pid`, which
+    must hold it (vaar.collection.workers)."""
 
-    def __init__(self, path: str | Path, readonly: bool = False):
+    def __init__(self, path: str | Path, readonly: bool = False, worker_of: int | None = None):
         self.path = Path(path)
-        self._lock = None if readonly else lock_writer(self.path)
+        if worker_of is not None:
+            check_writer(self.path, worker_of)
+        self._lock = None if readonly or worker_of is not None else lock_writer(self.path)
         try:
             self.con = connect(self.path, readonly)
         except BaseException:
@@ -351,7 +387,7 @@ class Store:
                 "instruments, session or seed changed); use another output_dir or delete it"
             )
         with self.con:
-            self.con.execute("BEGIN")
+            self.con.execute("BEGIN IMMEDIATE")
             for key, value in (
                 ("study", name),
                 ("fingerprint", fingerprint),
@@ -377,7 +413,7 @@ class Store:
     ) -> None:  # fmt: skip
         """Record a session as running; with `retry_errors`, forget its earlier error rows."""
         with self.con:
-            self.con.execute("BEGIN")
+            self.con.execute("BEGIN IMMEDIATE")
             self.con.execute(
                 "INSERT INTO sessions VALUES (?, ?, ?, ?, 'running', NULL, ?, ?, NULL, ?) "
                 "ON CONFLICT(session) DO UPDATE SET status='running', error=NULL",
@@ -432,7 +468,7 @@ class Store:
     @_guarded
     def _commit_turns(self, turns: list[dict]) -> None:
         with self.con:
-            self.con.execute("BEGIN")
+            self.con.execute("BEGIN IMMEDIATE")
             for turn in turns:
                 self._insert_turn(**turn)
 
@@ -499,7 +535,7 @@ class Store:
         """A session failed for good: its unasked items (turn, row) become error rows and the
         session records why, in one transaction."""
         with self.con:
-            self.con.execute("BEGIN")
+            self.con.execute("BEGIN IMMEDIATE")
             self._insert_answers(session, model, unasked)
             self.con.execute(
                 "UPDATE sessions SET status='failed', error=?, finished=? WHERE session=?",
@@ -513,7 +549,7 @@ class Store:
         sending its requests again."""
         now = time.time()
         with self.con:
-            self.con.execute("BEGIN")
+            self.con.execute("BEGIN IMMEDIATE")
             self.con.execute(
                 "INSERT OR REPLACE INTO batches VALUES (?, ?, ?, 'submitted', ?, ?, ?)",
                 (batch_id, model, wave, json.dumps(custom_ids), now, now),
@@ -534,7 +570,7 @@ class Store:
         """A batch ended (`state`: the provider's word): its results, by custom_id, in one
         transaction with its new status."""
         with self.con:
-            self.con.execute("BEGIN")
+            self.con.execute("BEGIN IMMEDIATE")
             self.con.executemany(
                 "INSERT OR REPLACE INTO batch_results VALUES (?, ?, ?)",
                 [(cid, batch_id, json.dumps(r)) for cid, r in results.items()],
@@ -574,6 +610,10 @@ class Store:
         return [dict(zip(names, row, strict=True)) for row in cursor]
 
     # -- cache ---------------------------------------------------------------------------
+    @_guarded
+    def holds_replies(self) -> bool:
+        return self.con.execute("SELECT EXISTS (SELECT 1 FROM cache)").fetchone()[0] == 1
+
     @_guarded
     def cached_reply(self, key: str) -> dict | None:
         row = self.con.execute("SELECT reply FROM cache WHERE key=?", (key,)).fetchone()
@@ -701,7 +741,7 @@ class ReplyCache:
     @_guarded
     def put(self, rows: list[tuple[str, str]]) -> None:
         with self.con:
-            self.con.execute("BEGIN")
+            self.con.execute("BEGIN IMMEDIATE")
             self.con.executemany("INSERT OR REPLACE INTO cache VALUES (?, ?)", rows)
 
     def close(self) -> None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # only annotations: a collection worker process need not import pandas
+    import pandas as pd
 
 UNSCORED_PER_MODEL = 5
 UNSCORED_MAX_CHARS = 300
@@ -24,6 +26,7 @@ class CollectionSummary:
     stopped: str | None = None  # e.g. "max cost reached"
     elapsed: float | None = None  # seconds the collection ran (None: not collected here)
     unscored_examples: list[dict] = field(default_factory=list)  # see unscored_examples()
+    workers: int = 1  # processes that asked the sessions (vaar.collection.workers)
 
     @property
     def complete(self) -> bool:

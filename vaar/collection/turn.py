@@ -5,9 +5,10 @@ reply's verdict (invalid or refused)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+import orjson
 
 from vaar.collection.cost import Usage
 from vaar.collection.parsing import Parsed, parse_answer, parse_block
@@ -69,7 +70,7 @@ async def ask_turn(ask: Ask, turn, history: list[dict], max_reasks: int) -> Turn
         )
         best.update(parsed, reply.text, attempts)
         if key and not reply.cached and all(p.status == "ok" for p in parsed):
-            cache_rows.append((key, json.dumps(reply_dict(reply))))
+            cache_rows.append((key, orjson.dumps(reply_dict(reply)).decode()))
         if best.complete or attempts > max_reasks:
             break
         messages.append({"role": "user", "content": corrective_prompt(instrument, n)})

@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import aiohttp
 import orjson
+from aiohttp.payload import BytesPayload
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -181,49 +182,23 @@ class HttpProvider(Provider):
 
     async def _request(self, method: str, url: str, body, form, raw: bool):
         try:
-            headers = self.headers()
+            payload = None
             if form is not None:
                 payload = form()
-            elif body is not None:
-                payload = orjson.dumps(body)
-                headers = {**headers, "Content-Type": "application/json"}
-            else:
-                payload = None
-            async with self._session.request(method, url, data=payload, headers=headers) as resp:
+            elif body is not None:  # (a payload with its type: no headers to merge)
+                payload = BytesPayload(orjson.dumps(body), content_type="application/json")
+            async with self._session.request(
+                method, url, data=payload, headers=self.headers()
+            ) as resp:
                 data = await resp.read()
-                text = data.decode("utf-8", "replace")
-                if resp.status == 429:
-                    raise RetryableError(
-                        "429",
-                        f"rate limited by {url} (HTTP 429)",
-                        retry_after_seconds(resp.headers.get("Retry-After")),
-                    )
-                if resp.status >= 500:
-                    raise RetryableError(
-                        "5xx",
-                        f"server error from {url}: HTTP {resp.status} {text[:200]!r}",
-                        retry_after_seconds(resp.headers.get("Retry-After")),
-                    )
-                if resp.status in (401, 403):
-                    raise FatalProviderError(
-                        f"{self.spec.name}: {url} refused the API key (HTTP {resp.status}); "
-                        f"check {self.key_env() or 'api_key_env'}"
-                    )
-                if resp.status == 404:
-                    raise FatalProviderError(
-                        f"{self.spec.name}: {url} answered 404: wrong base_url or model "
-                        f"{self.model_id!r}? {text[:200]!r}"
-                    )
                 if resp.status >= 400:
-                    raise ProviderError(
-                        f"{self.spec.name}: request rejected by {url}: HTTP {resp.status} "
-                        f"{text[:300]!r}"
-                    )
+                    raise self._refused(url, resp, data.decode("utf-8", "replace"))
                 if raw:
                     return data
                 try:
                     return orjson.loads(data)
                 except ValueError:
+                    text = data.decode("utf-8", "replace")
                     raise RetryableError(
                         "5xx", f"{url} answered with something that is not JSON: {text[:100]!r}"
                     ) from None
@@ -239,3 +214,31 @@ class HttpProvider(Provider):
             raise FatalProviderError(
                 f"{self.spec.name}: request to {url} failed: {exc!r}"
             ) from None
+
+    def _refused(self, url: str, resp, text: str) -> Exception:
+        """The error for an HTTP status of 400 or more: retryable (429, 5xx) or not."""
+        if resp.status == 429:
+            return RetryableError(
+                "429",
+                f"rate limited by {url} (HTTP 429)",
+                retry_after_seconds(resp.headers.get("Retry-After")),
+            )
+        if resp.status >= 500:
+            return RetryableError(
+                "5xx",
+                f"server error from {url}: HTTP {resp.status} {text[:200]!r}",
+                retry_after_seconds(resp.headers.get("Retry-After")),
+            )
+        if resp.status in (401, 403):
+            return FatalProviderError(
+                f"{self.spec.name}: {url} refused the API key (HTTP {resp.status}); "
+                f"check {self.key_env() or 'api_key_env'}"
+            )
+        if resp.status == 404:
+            return FatalProviderError(
+                f"{self.spec.name}: {url} answered 404: wrong base_url or model "
+                f"{self.model_id!r}? {text[:200]!r}"
+            )
+        return ProviderError(
+            f"{self.spec.name}: request rejected by {url}: HTTP {resp.status} {text[:300]!r}"
+        )
