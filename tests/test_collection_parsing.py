@@ -2,7 +2,7 @@
 
 import pytest
 
-from vaar.collection.parsing import parse_answer, parse_block
+from vaar.collection.parsing import _parse, parse_answer, parse_block
 from vaar.collection.prompts import answer_schema, extract_items, item_prompt
 from vaar.instruments import load_instrument
 
@@ -72,3 +72,19 @@ def test_prompts_quote_items_verbatim_and_the_schema_lists_the_options():
     assert extract_items(block) == [i.text for i in psa.items[:3]]
     assert answer_schema(psa, 1)["properties"]["answer"]["enum"] == [1, 2, 3, 4, 5]
     assert answer_schema(psa, 3)["properties"]["answers"]["minItems"] == 3
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        [(1, "Strongly disagree"), (2, "Disagree"), (3, "Neutral"), (4, "Agree"), (5, "Agree!")],
+        [(0, "0"), (1, "1"), (2, "2")],  # labels that are numbers
+        [(1, "1/Never"), (2, "3"), (3, "Often")],  # a label that is another option's number
+        [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "e"), (6, "f"), (7, "g"), (10, "j")],
+    ],
+)
+def test_the_bare_number_shortcut_agrees_with_the_general_rules(options):
+    lo, hi = options[0][0], options[-1][0]
+    for text in ["0", "1", "2", "3", "5", "7", "8", "03", "007", "10", "11", "００", "١", "²"]:
+        for padded in (text, f" {text}\n"):
+            assert parse_answer(padded, options) == _parse(text, lo, hi, options), padded

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from vaar.collection.reply_key import SessionKeys, reply_key
+from vaar.collection.reply_key import SessionKeys, fragment, reply_key
 
 FIELDS = {
     "provider": "openai",
@@ -73,3 +73,15 @@ def test_keys_differ_by_every_field():
     assert SessionKeys({**FIELDS, "seed": 1}, system).for_turn([], "i")(msgs) != base
     assert SessionKeys(FIELDS, [{"role": "system", "content": "t"}]).for_turn([], "i")(msgs) != base
     assert SessionKeys(FIELDS, system).for_turn([], "i")(msgs + msgs) != base
+
+
+def test_a_message_fragment_is_its_sorted_json_whatever_its_shape():
+    shapes = [{"role": "user", "content": t} for t in TEXTS] + [
+        {"content": "x", "role": "user"},  # keys in the other order
+        {"role": "user", "content": [{"type": "text", "text": "ü", "cache_control": {}}]},
+        {"role": "assistant", "content": "3", "name": "n"},
+        {"role": "user", "content": None},
+        {"role": 1, "content": "x"},
+    ]
+    for m in shapes:
+        assert fragment(m) == json.dumps(m, sort_keys=True).encode(), m

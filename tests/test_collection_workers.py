@@ -152,13 +152,6 @@ def test_kill_9_of_a_worker_or_the_parent_then_resume_gives_the_uninterrupted_an
     started(first, store, 20)
     workers = children(first.pid)
     assert len(workers) == 2, workers
-    refused = vaar("collect", str(toml), "--no-progress")  # one writer still: the parent
-    out, err = refused.communicate(timeout=30)
-    assert refused.returncode == 2
-    assert err.splitlines() == [
-        f"error: {store} is in use by another vaar process (pid {first.pid}): wait for it to "
-        "finish or stop it"
-    ]
     os.kill(workers[1], signal.SIGKILL)
     out, err = first.communicate(timeout=30)
     assert first.returncode == 2, out + err
@@ -175,7 +168,16 @@ def test_kill_9_of_a_worker_or_the_parent_then_resume_gives_the_uninterrupted_an
     second = vaar("collect", str(toml), "--no-progress", "--workers", "2")
     started(second, store, len(kept) + 20)
     workers = children(second.pid)
+    fake.faults.latency = 5.0  # the run waits on its replies meanwhile
+    refused = vaar("collect", str(toml), "--no-progress")  # one writer still: the parent
+    out, err = refused.communicate(timeout=30)
+    assert refused.returncode == 2
+    assert err.splitlines() == [
+        f"error: {store} is in use by another vaar process (pid {second.pid}): wait for it to "
+        "finish or stop it"
+    ]
     os.kill(second.pid, signal.SIGKILL)
+    fake.faults.latency = 0.02
     second.communicate(timeout=30)
     deadline = time.monotonic() + 10
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:

@@ -53,6 +53,17 @@ def parse_answer(text: str, options: list[tuple[int, str]]) -> Parsed:
     """One answer from free text. `options` are (value, label) pairs of the scale."""
     lo, hi = options[0][0], options[-1][0]
     text = (text or "").strip()
+    if (  # the usual reply, a bare option number: what the rules below make of it, sooner
+        text.isdigit()
+        and text.isascii()
+        and lo <= int(text) <= hi
+        and not any(phrase == text for phrase, _ in _label_phrases(tuple(options)))
+    ):
+        return Parsed(int(text), "ok")
+    return _parse(text, lo, hi, options)
+
+
+def _parse(text: str, lo: int, hi: int, options: list[tuple[int, str]]) -> Parsed:
     if not text:
         return Parsed(None, "invalid", "empty reply")
     from_json = _json_answers(text)
@@ -182,15 +193,21 @@ def _labels(text: str, options: list[tuple[int, str]]) -> set[int]:
 
 
 @functools.lru_cache(maxsize=64)
-def _label_patterns(options: tuple[tuple[int, str], ...]) -> list[tuple[re.Pattern, int]]:
-    """Each label (and each part of 'A/B' labels) as a whole-word pattern, longest first."""
+def _label_phrases(options: tuple[tuple[int, str], ...]) -> list[tuple[str, int]]:
+    """Each label (and each part of 'A/B' labels), lowercased, with its value, longest first."""
     variants = {
         (part.strip().lower(), value)
         for value, label in options
         for part in {label, *label.split("/")}
         if part.strip()
     }
+    return sorted(variants, key=lambda pv: (-len(pv[0]), pv[0]))
+
+
+@functools.lru_cache(maxsize=64)
+def _label_patterns(options: tuple[tuple[int, str], ...]) -> list[tuple[re.Pattern, int]]:
+    """Each label phrase as a whole-word pattern, longest first."""
     return [
         (re.compile(r"(?<![\w])" + re.escape(phrase) + r"(?![\w])"), value)
-        for phrase, value in sorted(variants, key=lambda pv: (-len(pv[0]), pv[0]))
+        for phrase, value in _label_phrases(options)
     ]

@@ -6,7 +6,8 @@ completed turn is committed to the store at once, so a rerun resumes exactly whe
 kill -9 stopped: finished sessions are skipped, started ones continue with their next turn.
 
 Here: the run (stores, models in parallel, budget, progress, summary). One model's requests and
-sessions: vaar.collection.model_run; one turn's asking and re-asking: vaar.collection.turn.
+sessions: vaar.collection.model_run; one turn's asking and re-asking: vaar.collection.turn; the
+sessions in several processes sharing the store: vaar.collection.workers.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class CollectionRun:
         shard=None,
     ):  # fmt: skip
         self.study = study
+        self.prices = prices  # model -> price (vaar.collection.cost.load_prices)
         self.shard = shard or Shard()  # the sessions this process asks (all but in a worker)
         self.batch = batch  # models with a batch API send their requests in waves
         self.batch_poll = batch_poll  # seconds between polls (None: the default)
@@ -126,8 +128,7 @@ async def collect(
                 )
             try:
                 if count > 1:
-                    job = {"store": store_path, "cache": cache_path, "prices": prices or {}}
-                    await run_workers(run, count, {**job, "retry_errors": retry_errors})
+                    await run_workers(run, count, store_path, cache_path, retry_errors)
                 else:
                     await run_models(run, todo, retry_errors)
             finally:

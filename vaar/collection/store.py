@@ -363,6 +363,19 @@ class Store:
             raise
         self._pending: list = []
         self.failed: StoreError | None = None
+        if worker_of is not None:  # the parent checkpoints (checkpoint()), off the workers' loops
+            self.con.execute("PRAGMA wal_autocheckpoint=0")
+
+    @_guarded
+    def checkpoint(self, restart_pages: int = 4096) -> None:
+        """Copy the WAL's committed pages into the database, as SQLite does every 1000 pages
+        on its own in the connection that commits (a sharded run's workers leave it to their
+        parent): without waiting for the writers; but once the WAL holds `restart_pages`, wait
+        for them, so that the next one writes the WAL from its start again (with writers
+        always at work it would otherwise only grow)."""
+        _, pages, _ = self.con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if pages >= restart_pages:
+            self.con.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
 
     def _unlock(self) -> None:
         if self._lock is not None:

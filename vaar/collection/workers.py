@@ -47,6 +47,7 @@ from vaar.errors import ConfigError, VaarError
 AUTO_SESSIONS_PER_WORKER = 128  # sessions in flight that make a worker worth its process
 REPORT_SECONDS = 0.5  # how often a worker sends its counters
 STOP_SECONDS = 5.0  # how long a stopped worker gets before SIGKILL
+CHECKPOINT_SECONDS = 0.5  # how often the parent checkpoints the workers' WAL
 ERRORS = {"StoreError": StoreError, "ConfigError": ConfigError}  # raised as themselves
 
 
@@ -80,7 +81,7 @@ class Job:
 
     study: object  # vaar.config.Study
     store: Path
-    cache: Path | None
+    cache: str | Path | None
     prices: dict
     retry_errors: bool
     shard: Shard
@@ -113,6 +114,7 @@ class Worker:
             limit=2**24,
         )  # fmt: skip
         process.stdin.write(pickle.dumps(job))
+        await process.stdin.drain()
         process.stdin.close()
         return cls(job.shard.index, process)
 
@@ -150,9 +152,10 @@ class Worker:
             await self.process.wait()
 
 
-async def run_workers(run, count: int, job: dict) -> None:
+async def run_workers(run, count: int, store: Path, cache, retry_errors: bool) -> None:
     """Ask the run's sessions in `count` worker processes; the run's counters become the
-    sums of theirs. `job`: store, cache, prices, retry_errors (as for collect)."""
+    sums of theirs. `store`, `cache`: paths as collect() has them (the workers run in this
+    folder: their errors name them as here)."""
     workers: list[Worker] = []
 
     def add_up() -> None:
@@ -161,28 +164,33 @@ async def run_workers(run, count: int, job: dict) -> None:
                 model.stats.set_sums([w.counts[k] for w in workers])
                 model.aborted = next((w.aborted[k] for w in workers if w.aborted[k]), None)
 
-    store = Path(job["store"]).resolve()
-    cache = Path(job["cache"]).resolve() if job["cache"] else None
     followed = []
     try:
         for index in range(count):
             shard = Shard(index, count)
-            work = Job(
-                run.study, store, cache, job["prices"], job["retry_errors"], shard, run.lookups
-            )
+            work = Job(run.study, store, cache, run.prices, retry_errors, shard, run.lookups)
             workers.append(await Worker.start(work))
         followed = [asyncio.create_task(w.follow(add_up)) for w in workers]
-        waiting = set(followed)
-        while waiting:
-            done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        checkpoints = asyncio.create_task(_checkpoints(run.store))  # ends only by failing
+        followed.append(checkpoints)
+        running = set(followed)
+        while running != {checkpoints}:
+            done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                if task.result() is not None:
+                if task.result() is not None:  # (the checkpoints' StoreError raises here)
                     raise task.result()
     finally:
         for task in followed:
             task.cancel()
         for worker in workers:
             await worker.stop()
+
+
+async def _checkpoints(store) -> None:
+    """The workers' WAL into the database now and then, here, where it stalls no session."""
+    while True:
+        await asyncio.sleep(CHECKPOINT_SECONDS)
+        store.checkpoint()
 
 
 # -- a worker ------------------------------------------------------------------------------
