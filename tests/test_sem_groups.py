@@ -60,6 +60,7 @@ source(a[1])  # blocks.R: puts vaar's functions in lavaan's place, keeps lavaan'
 own_hessian <- environment(lavaan:::lav_model_hessian)$hessian
 own_firstorder <- environment(lavaan:::lav_model_information_firstorder)$firstorder
 vaar_firstorder <- lavaan:::lav_model_information_firstorder
+own_invert <- environment(lavaan:::lav_model_information_augment_invert)$invert
 stopifnot(is.function(own_hessian), is.function(own_firstorder))
 d <- read.csv(a[2], colClasses = c(model = "character"))
 m <- paste(readLines(a[3]), collapse = "\n")
@@ -95,11 +96,21 @@ for (name in names(cases)) {
   utils::assignInNamespace("lav_model_information_firstorder", own_firstorder, ns = "lavaan")
   s_own <- sandwich()
   utils::assignInNamespace("lav_model_information_firstorder", vaar_firstorder, ns = "lavaan")
-  cat(sprintf("%s %d %d %.17g %.17g %.17g %.17g %.17g %.17g %d\n", name, fit@Model@nx.free,
-              length(blocks), max(abs(h_own - h_vaar)), max(abs(h_own)),
+  # the inverse of the information (and its positive-definiteness check), block by block
+  inverse <- function(f) f(lavmodel = fit@Model, information = h_vaar, inverted = TRUE,
+                           check.pd = TRUE)
+  i_own <- inverse(own_invert)
+  i_vaar <- inverse(lavaan:::lav_model_information_augment_invert)
+  own_ran <- tryCatch({
+    vaar_block_invert(fit@Model, h_vaar, TRUE, TRUE, lavaan_invert = function(...) stop("own"))
+    0L
+  }, error = function(e) 1L)
+  cat(sprintf("%s %d %d %.17g %.17g %.17g %.17g %.17g %.17g %.17g %d %d\n", name,
+              fit@Model@nx.free, length(blocks), max(abs(h_own - h_vaar)), max(abs(h_own)),
               max(abs(as.matrix(f_own) - as.matrix(f_vaar))), max(abs(f_own)),
               max(abs(trace(f_own) - trace(f_vaar)) / abs(trace(f_own))),
               max(abs(s_own - s_vaar)) / max(abs(s_own)),
+              max(abs(i_own - i_vaar)) / max(abs(i_own)), own_ran,
               as.integer(!is.null(attr(f_vaar, "Delta")))))
 }
 """
@@ -111,12 +122,15 @@ def test_block_matrices_equal_lavaan_own(tmp_path):
     model.write_text(MODEL.syntax)
     rows = {}
     for line in rscript(MATRICES, package_path("sem", "r", "blocks.R"), data, model).splitlines():
-        name, npar, groups, *numbers, attached = line.split()
+        name, npar, groups, *numbers, own_inverse, attached = line.split()
         rows[name] = (int(npar), int(groups), *map(float, numbers))
         assert attached == "1", name  # asked for by another caller: every attribute, as lavaan
+        # the inverse block by block where there is no constraint (labels and group.equal
+        # are constraints) and more than one group; lavaan's own elsewhere
+        assert own_inverse == ("1" if name in ("metric_ml", "labelled", "one_group") else "0")
     assert set(rows) == {"configural", "metric_ml", "labelled", "fiml", "two_groups", "one_group"}
     for name, row in rows.items():
-        npar, groups, d_hessian, hessian, d_first, first, d_trace, d_sandwich = row
+        npar, groups, d_hessian, hessian, d_first, first, d_trace, d_sandwich, d_inverse = row
         # each group's parameters found (a single group: lavaan's own functions run)
         assert groups == {"two_groups": 2, "one_group": 0}.get(name, 4), name
         assert npar > 20 and hessian > 0.1 and first > 0.1, name
@@ -125,7 +139,42 @@ def test_block_matrices_equal_lavaan_own(tmp_path):
         assert d_first <= 1e-12 * first, (name, d_first)
         assert d_trace <= 1e-12, (name, d_trace)
         assert d_sandwich <= 1e-10, (name, d_sandwich)
+        assert d_inverse <= 1e-10, (name, d_inverse)
     assert rows["one_group"][2] == 0.0 and rows["one_group"][4] == 0.0  # lavaan's own, same
+
+
+# At or near singularity lavaan's own inverse decides: a block that does not solve, and blocks
+# each well conditioned whose scales differ so much that the whole matrix is below machine
+# precision (lavaan's solve() refuses it), give lavaan's outcome; a well-conditioned matrix
+# gives the blocks' inverse.
+SINGULAR = r"""
+suppressPackageStartupMessages(library(lavaan))
+source(commandArgs(trailingOnly = TRUE)[1])
+own <- environment(lavaan:::lav_model_information_augment_invert)$invert
+d <- HolzingerSwineford1939
+fit <- cfa("visual =~ x1 + x2 + x3", d, group = "school", se = "none", test = "standard")
+h <- lavaan:::lav_model_hessian(fit@Model, fit@SampleStats, fit@Data, fit@Options, fit@Cache)
+p <- vaar_group_parameters(fit@Model, fit@Data)
+singular <- h; singular[p[[1]], p[[1]]] <- 0
+scaled <- h; scaled[p[[1]], p[[1]]] <- h[p[[1]], p[[1]]] * 1e-17
+for (name in c("singular", "scaled", "fine")) {
+  m <- switch(name, singular = singular, scaled = scaled, fine = h)
+  a <- own(lavmodel = fit@Model, information = m, inverted = TRUE)
+  b <- lavaan:::lav_model_information_augment_invert(lavmodel = fit@Model, information = m,
+                                                      inverted = TRUE)
+  same <- if (inherits(a, "try-error")) inherits(b, "try-error") else max(abs(a - b)) / max(abs(a))
+  cat(name, inherits(a, "try-error"), as.numeric(same), "\n")
+}
+"""
+
+
+def test_near_singular_information_is_lavaans_own_call():
+    rows = {}
+    for line in rscript(SINGULAR, package_path("sem", "r", "blocks.R")).splitlines():
+        name, failed, same = line.split()
+        rows[name] = (failed, float(same))
+    assert rows["singular"] == ("TRUE", 1.0) and rows["scaled"] == ("TRUE", 1.0)
+    assert rows["fine"][0] == "FALSE" and rows["fine"][1] < 1e-10
 
 
 # -- 2. every reported number against plain lavaan -------------------------------------------------

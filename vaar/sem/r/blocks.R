@@ -29,7 +29,8 @@
 # structure above does not hold) or lavaan would not use the analytic gradient.
 vaar_group_parameters <- function(lavmodel, lavdata, lavoptions = NULL, ceq.simple = FALSE) {
   if ((!is.null(lavoptions) && lavoptions$optim.gradient == "numerical") ||
-      lavdata@nlevels != 1L || lavmodel@group.w.free || lavmodel@nblocks < 2L ||
+      (!is.null(lavdata) && lavdata@nlevels != 1L) || lavmodel@group.w.free ||
+      lavmodel@nblocks < 2L ||
       (!ceq.simple && .hasSlot(lavmodel, "ceq.simple.only") && lavmodel@ceq.simple.only)) {
     return(NULL)
   }
@@ -142,6 +143,46 @@ vaar_block_firstorder <- function(lavmodel = NULL, lavsamplestats = NULL, lavdat
   Information
 }
 
+# lavaan's lav_model_information_augment_invert (same arguments, same result) for an
+# information matrix that is block-diagonal by group with no constraint to augment it by (the
+# configural model's Hessian and first-order information above): its eigenvalues (check.pd) are
+# its blocks' and its inverse is theirs, O(G b^3) instead of O((G b)^3). lavaan's solve() fails
+# on a matrix whose condition estimate is below machine precision; the blocks' exact 1-norm
+# condition is never above that estimate, so at or near singularity (a block that does not
+# solve, or that condition below precision) lavaan's own function decides, as it would.
+vaar_block_invert <- function(lavmodel = NULL, information = NULL, inverted = FALSE,
+                              check.pd = FALSE, use.ginv = FALSE, lavaan_invert) {
+  lavaan_own <- function() {
+    lavaan_invert(lavmodel = lavmodel, information = information, inverted = inverted,
+                  check.pd = check.pd, use.ginv = use.ginv)
+  }
+  groups <- if (nrow(lavmodel@con.jac) == 0L && !use.ginv) {
+    vaar_group_parameters(lavmodel, lavdata = NULL)
+  }
+  if (is.null(groups) || nrow(information) != lavmodel@nx.free) return(lavaan_own())
+  group_of <- integer(nrow(information))
+  for (g in seq_along(groups)) group_of[groups[[g]]] <- g
+  if (any(information[outer(group_of, group_of, "!=")] != 0)) return(lavaan_own())
+  blocks <- lapply(groups, function(p) information[p, p, drop = FALSE])
+  if (check.pd) {
+    eigvals <- unlist(lapply(blocks, function(b) {
+      eigen(b, symmetric = TRUE, only.values = TRUE)$values
+    }))
+    if (any(eigvals < -1 * .Machine$double.eps^(3 / 4))) {
+      warning("lavaan WARNING: information matrix is not positive definite; the model may ",
+              "not be identified")
+    }
+  }
+  if (!inverted) return(information)
+  inverses <- lapply(blocks, function(b) try(solve(b), silent = TRUE))
+  if (any(vapply(inverses, inherits, logical(1), "try-error"))) return(lavaan_own())
+  norm1 <- function(x) max(vapply(x, norm, 0, type = "O"))
+  if (1 / (norm1(blocks) * norm1(inverses)) < .Machine$double.eps) return(lavaan_own())
+  out <- matrix(0, nrow(information), ncol(information))
+  for (g in seq_along(groups)) out[groups[[g]], groups[[g]]] <- inverses[[g]]
+  out
+}
+
 # An npar x npar matrix that is zero outside rows and columns `p` (one group's parameters),
 # kept as that block (lavaan keeps G of them). Elementwise `*` with a matrix keeps the block and
 # `sum` sums it (all lavaan does with them: its robust test's sum(B0.group[[g]] * t(E.inv)));
@@ -188,6 +229,12 @@ vaar_use_block_information <- function() {
   if (packageVersion("lavaan") != "0.6.14") {
     return(FALSE)
   }
+  invert <- get("lav_model_information_augment_invert", envir = ns)
+  block_invert <- function(lavmodel = NULL, information = NULL, inverted = FALSE,
+                           check.pd = FALSE, use.ginv = FALSE) {
+    vaar_block_invert(lavmodel, information, inverted, check.pd, use.ginv,
+                      lavaan_invert = invert)
+  }
   b0_readers <- lapply(c("lav_model_nvcov_robust_sandwich", "lav_test_yuan_bentler"), get,
                        envir = ns)
   block_hessian <- function(lavmodel = NULL, lavsamplestats = NULL, lavdata = NULL,
@@ -215,6 +262,7 @@ vaar_use_block_information <- function() {
   attr(block_hessian, "vaar") <- TRUE
   utils::assignInNamespace("lav_model_hessian", block_hessian, ns = "lavaan")
   utils::assignInNamespace("lav_model_information_firstorder", block_firstorder, ns = "lavaan")
+  utils::assignInNamespace("lav_model_information_augment_invert", block_invert, ns = "lavaan")
   TRUE
 }
 
