@@ -12,7 +12,8 @@ flight, and a rerun resumes.
 A worker is a new interpreter (nothing of the parent's event loop, connections or threads is
 inherited), its job pickled on its stdin. The parent keeps the store's writer lock; a worker
 takes none, refuses to start unless its parent holds it (Store(worker_of=parent)), and dies
-with its parent (PR_SET_PDEATHSIG), so no worker writes once the lock is gone. Workers report
+with its parent (PR_SET_PDEATHSIG; or, without it, at its next report), so no worker writes
+once the lock is gone. Workers report
 their counters (ModelStats.counts) every REPORT_SECONDS as JSON lines on their stdout; the
 parent's are their sums, which the progress display and the summary read. A worker's error
 (say, a store that cannot be written) is raised by the parent as the same one-line error; a
@@ -207,9 +208,14 @@ def main() -> None:
     parent = os.getppid()  # the process that holds the store's lock (Store checks it)
 
     def report(**fields) -> None:
-        with contextlib.suppress(BrokenPipeError):  # the parent is gone: nobody to tell
-            out.write(json.dumps(fields) + "\n")
-            out.flush()
+        """To the parent (every REPORT_SECONDS at least); if it is gone, stop at once (where
+        PR_SET_PDEATHSIG is missing, this is what keeps a worker from outliving the lock)."""
+        if os.getppid() == parent:
+            with contextlib.suppress(BrokenPipeError):
+                out.write(json.dumps(fields) + "\n")
+                out.flush()
+                return
+        os._exit(1)
 
     try:
         asyncio.run(_work(job, parent, report))
