@@ -290,6 +290,17 @@ def connect(
     return con
 
 
+def _holder(fd: int) -> str:
+    """The pid written in a store's lock file (open as `fd`)."""
+    return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+
+
+def _in_use(path: Path, pid: str) -> StoreError:
+    return StoreError(
+        f"{path} is in use by another vaar process (pid {pid}): wait for it to finish or stop it"
+    )
+
+
 def lock_writer(path: Path) -> int:
     """Take the store's writer lock (an exclusive flock on `<store>.lock`, holding our pid) and
     return its descriptor; StoreError naming the other writer's pid if it is taken."""
@@ -301,12 +312,9 @@ def lock_writer(path: Path) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        pid = _holder(fd)
         os.close(fd)
-        raise StoreError(
-            f"{path} is in use by another vaar process (pid {pid}): wait for it to finish "
-            "or stop it"
-        ) from None
+        raise _in_use(path, pid) from None
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -329,13 +337,10 @@ def check_writer(path: Path, pid: int) -> None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # closing fd drops it again
             except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                holder = _holder(fd)
                 if holder == str(pid):
                     return
-                raise StoreError(
-                    f"{path} is in use by another vaar process (pid {holder}): wait for it to "
-                    "finish or stop it"
-                ) from None
+                raise _in_use(path, holder) from None
     finally:
         if fd is not None:
             os.close(fd)
