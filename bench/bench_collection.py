@@ -8,10 +8,11 @@ processes the run used (`--workers`: auto, as `vaar collect` picks them, or a nu
 several to compare, e.g. `--workers auto 1`), the client's CPU time per request (everything
 vaar does per turn: history, the reply-cache key, parsing, the store commit, HTTP; the
 workers' CPU included, from their rusage once they are reaped, their start-up too), the fake
-server's CPU per request, the client CPU of one turn at turn 1 vs turn 38 (one session at a
-time against a zero-latency server: is the cost of a turn independent of the history it
-carries?), and the peak memory of a 100k-answer run with the simulated provider (no HTTP) in
-a fresh process.
+server's CPU per request, the same for a bare aiohttp loop sending the same requests (the
+floor under any aiohttp client on this machine; --no-floor skips it), the client CPU of one
+turn at turn 1 vs turn 38 (one session at a time against a zero-latency server: is the cost of
+a turn independent of the history it carries?), and the peak memory of a 100k-answer run with
+the simulated provider (no HTTP) in a fresh process.
 
 The fake server (tests/fakes/fake_llm.py) runs in a process of its own, so client and server
 each get a core, and answers every item "3" (a valid answer the client still parses and
@@ -36,6 +37,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUMENTS = ["iuipc10", "psa", "aods"]  # the demo protocol: 38 one-item turns
@@ -141,6 +144,63 @@ def throughput(
     }
 
 
+def protocol_bodies() -> list[bytes]:
+    """The request bodies of one demo-protocol session with every item answered "3": turn t
+    carries the system prompt and turns 1..t-1, as vaar sends them (whole-session history)."""
+    from vaar.collection.prompts import item_prompt
+    from vaar.collection.sessions import plan_session
+    from vaar.config import DEFAULT_SYSTEM_PROMPT
+    from vaar.instruments import load_instruments
+
+    plan = plan_session(load_instruments(INSTRUMENTS), 1, True, 1)
+    messages, bodies = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}], []
+    for turn in plan:
+        prompt = item_prompt(turn.instrument, turn.items, turn.first_of_instrument)
+        messages.append({"role": "user", "content": prompt})
+        bodies.append(orjson.dumps({"model": "fake", "messages": messages, "temperature": 0}))
+        messages.append({"role": "assistant", "content": "3"})
+    return bodies
+
+
+def bare_client(url: str, concurrency: int, latency: float, seconds: float) -> dict:
+    """The floor under any aiohttp client on this machine: C sessions of the same protocol's
+    requests (bodies built once, beforehand) sent by a bare aiohttp loop that only reads and
+    decodes each reply: no history to build, no parsing, no store. The same run length and
+    whole waves as `throughput`."""
+    import aiohttp
+
+    bodies = protocol_bodies()
+    waves = max(1, round(seconds / (TURNS * latency)))
+    headers = {"Content-Type": "application/json"}
+
+    async def run() -> int:
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            left = [concurrency * waves]
+
+            async def sessions() -> int:
+                sent = 0
+                while left[0] > 0:
+                    left[0] -= 1
+                    for body in bodies:
+                        async with http.post(url, data=body, headers=headers) as resp:
+                            orjson.loads(await resp.read())
+                        sent += 1
+                return sent
+
+            return sum(await asyncio.gather(*(sessions() for _ in range(concurrency))))
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    requests = asyncio.run(run())
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return {
+        "ratio_to_bound": round(requests / wall / (concurrency / latency), 3),
+        "client_cpu_us_per_request": round(cpu / requests * 1e6, 1),
+        "requests": requests,
+        "seconds": round(wall, 2),
+    }
+
+
 def per_turn_cpu(url: str, sessions: int) -> dict[int, float]:
     """Client CPU (us) of ModelRun.turn by turn index, one session at a time (nothing else
     runs in this process meanwhile), median over `sessions` sessions."""
@@ -221,6 +281,13 @@ def main() -> None:
         help="worker processes per run: auto (as vaar collect picks them) or a number; several "
         "to compare (default: auto)",
     )
+    parser.add_argument(
+        "--floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after each C, a bare aiohttp client loop on the same server and protocol: the "
+        "ratio and CPU no aiohttp client can beat here (default: on)",
+    )
     parser.add_argument("--memory-run", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_run:
@@ -247,6 +314,16 @@ def main() -> None:
                     f"{row['client_cpu_us_per_request']:.0f} us/request (parent "
                     f"{row['parent_cpu_us_per_request']:.0f}); fake server "
                     f"{row['server_cpu_us_per_request']:.0f} us/request ({row['requests']} "
+                    f"requests in {row['seconds']} s)",
+                    flush=True,
+                )
+            if args.floor:
+                url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                row = bare_client(url, c, args.latency, args.seconds)
+                print(
+                    f"C={c:4d} L={args.latency * 1000:.0f} ms bare aiohttp loop (the floor): "
+                    f"ratio {row['ratio_to_bound']:.3f}; client CPU "
+                    f"{row['client_cpu_us_per_request']:.0f} us/request ({row['requests']} "
                     f"requests in {row['seconds']} s)",
                     flush=True,
                 )
