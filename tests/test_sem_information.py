@@ -272,3 +272,51 @@ def test_fiml_correction_and_crossprod_equal_lavaans_own_functions():
     assert int(words[words.index("CORRECTED") + 1]) == 8
     assert float(words[words.index("WORST") + 1]) < 1e-10  # relative, rounding only
     assert float(words[words.index("CROSSPROD") + 1]) < 1e-12
+
+
+AHEAD = r"""
+for (f in list.files(commandArgs(TRUE)[1], pattern = "[.]R$", full.names = TRUE)) source(f)
+d <- lavaan::HolzingerSwineford1939
+set.seed(5); for (v in paste0("x", 1:9)) d[[v]][runif(nrow(d)) < .08] <- NA
+m <- "visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\nspeed =~ x7 + x8 + x9
+      speed ~ visual + textual"
+fit <- function(est, equal, baseline) {
+  sem(m, d, group = "school", missing = "ml", estimator = est, group.equal = equal,
+      baseline = baseline)
+}
+worst <- 0; versions <- character(0)
+for (est in c("MLR", "ML")) for (equal in list("", "loadings", c("loadings", "intercepts"))) {
+  base <- fit(est, "", TRUE)
+  level <- fit(est, equal, FALSE)
+  ahead <- vaar_fiml_ahead(level)           # before the baseline is there, as a level worker
+  versions <- c(versions, names(ahead))
+  lent <- vaar_lend_baseline(level, base)
+  plain <- fitMeasures(fit(est, equal, TRUE), VAAR_FIT_MEASURES)   # lavaan alone
+  for (got in list(vaar_fit_measures(lent, ahead), vaar_fit_measures(lent))) {
+    worst <- max(worst, abs(got - plain[names(got)]) / pmax(1, abs(plain[names(got)])),
+                 na.rm = TRUE)
+  }
+}
+# the values handed in are the ones used: a wrong one shows in the robust measures
+wrong <- ahead; wrong[[1]]$c.hat3 <- 2 * wrong[[1]]$c.hat3
+moved <- vaar_fit_measures(lent, wrong)["rmsea.robust"] != vaar_fit_measures(lent)["rmsea.robust"]
+listwise <- vaar_fiml_ahead(sem(m, lavaan::HolzingerSwineford1939, group = "school"))
+cat("VERSIONS", paste(versions, collapse = ","), "WORST", worst, "MOVED", moved,
+    "LISTWISE", length(listwise), "ORDER", vapply(1:6, function(n)
+      paste(vaar_level_order(n), collapse = "-"), ""), "\n")
+"""
+
+
+def test_fiml_measures_computed_ahead_of_the_baseline_equal_lavaans():
+    """A ladder level's FIML-corrected test, computed in its worker before the baseline model
+    exists, gives the same fit measures as lavaan computing everything itself."""
+    from vaar.sem.bridge import R_DIR
+
+    words = rscript("-e", AHEAD, R_DIR).split()
+    at = words.index
+    assert words[at("VERSIONS") + 1] == ",".join(["V3"] * 3 + ["V6"] * 3)
+    assert float(words[at("WORST") + 1]) < 1e-10
+    assert words[at("MOVED") + 1] == "TRUE"
+    assert words[at("LISTWISE") + 1] == "0"  # nothing to do without FIML
+    orders = words[at("ORDER") + 1 : at("ORDER") + 7]
+    assert orders == ["1", "1-2", "1-3-2", "1-4-3-2", "1-5-4-3-2", "1-6-5-4-3-2"]

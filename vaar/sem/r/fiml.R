@@ -109,6 +109,24 @@ local({
 # identical numbers).
 vaar_fiml_once <- new.env()
 
+# The FIML-corrected test(s) fitMeasures() will ask for `fit`, by version, computed now: a
+# level fitted without lavaan's baseline model gets its fit measures only once the configural
+# worker has fitted that model, but this part of them (most of their time at 38 items) reads
+# neither fit@baseline nor the baseline (lav_fit_fiml_corrected fits its own independence
+# model): lavaan's robust RMSEA asks for the same versions as its robust CFI, and needs no
+# baseline. vaar_fit_measures(fit, fiml = <this>) hands them to fitMeasures(). Empty unless FIML.
+vaar_fiml_ahead <- function(fit) {
+  if (is.null(fit) || !fit@Options$missing %in% c("ml", "ml.x")) return(list())
+  vaar_fiml_once$active <- TRUE
+  vaar_fiml_once$seen <- list()
+  on.exit({
+    vaar_fiml_once$active <- FALSE
+    vaar_fiml_once$seen <- list()
+  })
+  vaar_capture(fitMeasures(fit, "rmsea.robust"))
+  lapply(vaar_fiml_once$seen, function(entry) entry$value)
+}
+
 # tr(U A U Gamma) (V3) or tr(U A) (V6) with U = bdiag(W) - M E.inv t(M), M = bdiag(W) Delta;
 # W, A, Gamma: lists of the groups' blocks, Delta: the groups' rows of the Jacobian.
 vaar_fimlc_trace <- function(W, A, Gamma, Delta, E.inv, version) {

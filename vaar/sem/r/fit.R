@@ -33,13 +33,14 @@ VAAR_FIT_MEASURES <- c(
 )
 
 # Fit measures as a named numeric vector with NA for the ones this estimator does not give.
-vaar_fit_measures <- function(fit) {
+# `fiml`: the fit's FIML-corrected test by version, from vaar_fiml_ahead (r/fiml.R).
+vaar_fit_measures <- function(fit, fiml = list()) {
   out <- setNames(rep(NA_real_, length(VAAR_FIT_MEASURES)), VAAR_FIT_MEASURES)
   if (is.null(fit)) {
     return(out)
   }
   vaar_fiml_once$active <- TRUE
-  vaar_fiml_once$seen <- list()
+  vaar_fiml_once$seen <- lapply(fiml, function(value) list(object = fit, value = value))
   on.exit({
     vaar_fiml_once$active <- FALSE
     vaar_fiml_once$seen <- list()
@@ -192,11 +193,12 @@ vaar_lend_baseline <- function(fit, baseline_fit) {
   fit
 }
 
-# The fit-measures row of a described fit (vaar_describe): converged, post.check, fitMeasures.
+# The fit-measures row of a described fit (vaar_describe): converged, post.check, fitMeasures
+# (with the FIML-corrected test vaar_fiml_ahead computed for it, if any).
 vaar_measure <- function(out) {
   out$row <- c(list(level = out$level, converged = isTRUE(lavInspect(out$fit, "converged")),
                     post_check = out$post_check),
-               as.list(vaar_fit_measures(out$fit)))
+               as.list(vaar_fit_measures(out$fit, if (is.null(out$fiml)) list() else out$fiml)))
   out
 }
 
