@@ -230,16 +230,22 @@ def test_fiml_hessian_equals_lavaans_own_function():
     assert float(words[words.index("WORST") + 1]) < 1e-12  # relative, rounding only
 
 
-# vaar's FIML-corrected robust statistics (r/fiml.R: the traces by group blocks, the
-# independence model with its standard test only) and its NA-aware crossprod, against
-# lavaan's own functions: one group and two, free and constrained across groups (E.inv then
-# couples the groups), an exogenous covariate, both versions of the correction.
-CORRECTED = r"""
+# vaar's R functions, HolzingerSwineford1939 with 8 % of its answers missing, its model
+R_PRELUDE = r"""
 for (f in list.files(commandArgs(TRUE)[1], pattern = "[.]R$", full.names = TRUE)) source(f)
 d <- lavaan::HolzingerSwineford1939
 set.seed(4); for (v in paste0("x", 1:9)) d[[v]][runif(nrow(d)) < .08] <- NA
 m <- "visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\nspeed =~ x7 + x8 + x9
       speed ~ visual + textual"
+"""
+
+# vaar's FIML-corrected robust statistics (r/fiml.R: the traces by group blocks, the
+# independence model with its standard test only) and its NA-aware crossprod, against
+# lavaan's own functions: one group and two, free and constrained across groups (E.inv then
+# couples the groups), an exogenous covariate, both versions of the correction.
+CORRECTED = (
+    R_PRELUDE
+    + r"""
 fits <- list(
   sem(m, d, missing = "ml", estimator = "MLR"),
   sem(m, d, group = "school", missing = "ml", estimator = "MLR"),
@@ -263,6 +269,7 @@ for (i in 1:20) {
 }
 cat("CROSSPROD", cp, "\n")
 """
+)
 
 
 def test_fiml_correction_and_crossprod_equal_lavaans_own_functions():
@@ -274,12 +281,9 @@ def test_fiml_correction_and_crossprod_equal_lavaans_own_functions():
     assert float(words[words.index("CROSSPROD") + 1]) < 1e-12
 
 
-AHEAD = r"""
-for (f in list.files(commandArgs(TRUE)[1], pattern = "[.]R$", full.names = TRUE)) source(f)
-d <- lavaan::HolzingerSwineford1939
-set.seed(5); for (v in paste0("x", 1:9)) d[[v]][runif(nrow(d)) < .08] <- NA
-m <- "visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\nspeed =~ x7 + x8 + x9
-      speed ~ visual + textual"
+AHEAD = (
+    R_PRELUDE
+    + r"""
 fit <- function(est, equal, baseline) {
   sem(m, d, group = "school", missing = "ml", estimator = est, group.equal = equal,
       baseline = baseline)
@@ -305,6 +309,7 @@ cat("VERSIONS", paste(versions, collapse = ","), "WORST", worst, "MOVED", moved,
     "LISTWISE", length(listwise), "ORDER", vapply(1:6, function(n)
       paste(vaar_level_order(n), collapse = "-"), ""), "\n")
 """
+)
 
 
 def test_fiml_measures_computed_ahead_of_the_baseline_equal_lavaans():

@@ -93,7 +93,7 @@ vaar_fit_levels <- function(setup, steps, ncpus) {
 
 # The order in which the ladder's n levels start: the first (it also fits the baseline model
 # and its fit measures) and the last (the most equality constraints, which slow lavaan's every
-# iteration: a strict FIML fit takes ~1.6x a metric one at 38 items), then the others from the
+# iteration: a strict FIML fit takes ~1.8x a metric one at 38 items), then the others from the
 # most constrained down. Results do not depend on it; vaar_fit_levels puts them back in order.
 vaar_level_order <- function(n) {
   unique(c(1L, n, rev(seq_len(n))))[seq_len(n)]
