@@ -112,11 +112,8 @@ def throughput(
 ) -> dict:
     from vaar.collection import collect
 
-    turns_per_session = TURNS
     bound = concurrency / latency  # requests per second
-    # whole waves of C sessions, all of one length, so no slot idles at the end of the run
-    waves = max(1, round(seconds / (turns_per_session * latency)))
-    sessions = concurrency * waves
+    sessions = sessions_in_waves(concurrency, latency, seconds)
     with tempfile.TemporaryDirectory() as tmp:
         s = study(Path(tmp), url, concurrency, sessions)
         kids, served = children_cpu(), process_cpu(server)
@@ -144,46 +141,54 @@ def throughput(
     }
 
 
-def protocol_bodies() -> list[bytes]:
-    """The request bodies of one demo-protocol session with every item answered "3": turn t
-    carries the system prompt and turns 1..t-1, as vaar sends them (whole-session history)."""
+def sessions_in_waves(concurrency: int, latency: float, seconds: float) -> int:
+    """Whole waves of C sessions, all of one length, so that no slot idles at the end."""
+    return concurrency * max(1, round(seconds / (TURNS * latency)))
+
+
+def protocol_requests(url: str) -> tuple[str, dict, list[bytes]]:
+    """The URL, headers and bodies vaar's own OpenAI provider sends in one demo-protocol
+    session with every item answered "3": turn t carries the system prompt and turns 1..t-1
+    (whole-session history)."""
     from vaar.collection.prompts import item_prompt
+    from vaar.collection.providers import ChatRequest, provider_class
     from vaar.collection.sessions import plan_session
     from vaar.config import DEFAULT_SYSTEM_PROMPT
     from vaar.instruments import load_instruments
 
-    plan = plan_session(load_instruments(INSTRUMENTS), 1, True, 1)
+    instruments = load_instruments(INSTRUMENTS)
+    spec = study(Path(tempfile.gettempdir()), url, 1, 1).models[0]
+    provider = provider_class(spec.provider)(spec, instruments)
     messages, bodies = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}], []
-    for turn in plan:
+    for turn in plan_session(instruments, 1, True, 1):
         prompt = item_prompt(turn.instrument, turn.items, turn.first_of_instrument)
         messages.append({"role": "user", "content": prompt})
-        bodies.append(orjson.dumps({"model": "fake", "messages": messages, "temperature": 0}))
+        bodies.append(orjson.dumps(provider.body(ChatRequest(messages, 1))))
         messages.append({"role": "assistant", "content": "3"})
-    return bodies
+    headers = {**provider.headers(), "Content-Type": "application/json"}
+    return provider.endpoint(), headers, bodies
 
 
 def bare_client(url: str, concurrency: int, latency: float, seconds: float) -> dict:
     """The floor under any aiohttp client on this machine: C sessions of the same protocol's
-    requests (bodies built once, beforehand) sent by a bare aiohttp loop that only reads and
-    decodes each reply: no history to build, no parsing, no store. The same run length and
-    whole waves as `throughput`."""
+    requests (built once, beforehand, by vaar's provider) sent by a bare aiohttp loop that only
+    reads and decodes each reply: no history to build, no parsing, no store. The same run
+    length and whole waves as `throughput`."""
     import aiohttp
 
-    bodies = protocol_bodies()
-    waves = max(1, round(seconds / (TURNS * latency)))
-    headers = {"Content-Type": "application/json"}
+    endpoint, headers, bodies = protocol_requests(url)
 
     async def run() -> int:
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector) as http:
-            left = [concurrency * waves]
+            left = [sessions_in_waves(concurrency, latency, seconds)]
 
             async def sessions() -> int:
                 sent = 0
                 while left[0] > 0:
                     left[0] -= 1
                     for body in bodies:
-                        async with http.post(url, data=body, headers=headers) as resp:
+                        async with http.post(endpoint, data=body, headers=headers) as resp:
                             orjson.loads(await resp.read())
                         sent += 1
                 return sent
@@ -299,11 +304,11 @@ def main() -> None:
 
     port = free_port()
     server = start_server(port, args.latency)
+    url = f"http://127.0.0.1:{port}/v1"
     try:
         for c in args.concurrency:
             for w in args.workers:
                 workers = None if w == "auto" else int(w)
-                url = f"http://127.0.0.1:{port}/v1"
                 row = throughput(url, c, args.latency, args.seconds, workers, server.pid)
                 print(
                     f"C={c:4d} L={args.latency * 1000:.0f} ms W={row['workers']}"
@@ -318,7 +323,6 @@ def main() -> None:
                     flush=True,
                 )
             if args.floor:
-                url = f"http://127.0.0.1:{port}/v1/chat/completions"
                 row = bare_client(url, c, args.latency, args.seconds)
                 print(
                     f"C={c:4d} L={args.latency * 1000:.0f} ms bare aiohttp loop (the floor): "

@@ -105,7 +105,7 @@ local({
 # with the standard test only: lavaan's fit of it also computes a robust test the function never
 # reads (its estimates, Delta and information do not depend on the test). fitMeasures() calls it
 # twice with the same arguments (robust RMSEA, robust CFI): within one vaar_fit_measures call
-# (vaar_fiml_once$active) the first result is handed to the second (the same object and version:
+# (vaar_with_fiml_once) the first result is handed to the second (the same object and version:
 # identical numbers).
 vaar_fiml_once <- new.env()
 
@@ -117,14 +117,22 @@ vaar_fiml_once <- new.env()
 # baseline. vaar_fit_measures(fit, fiml = <this>) hands them to fitMeasures(). Empty unless FIML.
 vaar_fiml_ahead <- function(fit) {
   if (is.null(fit) || !fit@Options$missing %in% c("ml", "ml.x")) return(list())
+  vaar_with_fiml_once(fit, list(), {
+    vaar_capture(fitMeasures(fit, "rmsea.robust"))
+    lapply(vaar_fiml_once$seen, function(entry) entry$value)
+  })
+}
+
+# Evaluate `code` with the memo on for `fit`, holding `fiml` (results by version) to start
+# with; the memo is emptied and off again afterwards, whatever happens.
+vaar_with_fiml_once <- function(fit, fiml, code) {
   vaar_fiml_once$active <- TRUE
-  vaar_fiml_once$seen <- list()
+  vaar_fiml_once$seen <- lapply(fiml, function(value) list(object = fit, value = value))
   on.exit({
     vaar_fiml_once$active <- FALSE
     vaar_fiml_once$seen <- list()
   })
-  vaar_capture(fitMeasures(fit, "rmsea.robust"))
-  lapply(vaar_fiml_once$seen, function(entry) entry$value)
+  code
 }
 
 # tr(U A U Gamma) (V3) or tr(U A) (V6) with U = bdiag(W) - M E.inv t(M), M = bdiag(W) Delta;

@@ -33,21 +33,15 @@ VAAR_FIT_MEASURES <- c(
 )
 
 # Fit measures as a named numeric vector with NA for the ones this estimator does not give.
-# `fiml`: the fit's FIML-corrected test by version, from vaar_fiml_ahead (r/fiml.R).
-vaar_fit_measures <- function(fit, fiml = list()) {
+# `fiml`: the fit's FIML-corrected test by version, from vaar_fiml_ahead (r/fiml.R), if any.
+vaar_fit_measures <- function(fit, fiml = NULL) {
   out <- setNames(rep(NA_real_, length(VAAR_FIT_MEASURES)), VAAR_FIT_MEASURES)
   if (is.null(fit)) {
     return(out)
   }
-  vaar_fiml_once$active <- TRUE
-  vaar_fiml_once$seen <- lapply(fiml, function(value) list(object = fit, value = value))
-  on.exit({
-    vaar_fiml_once$active <- FALSE
-    vaar_fiml_once$seen <- list()
-  })
   # only the measures vaar reports: lavaan skips the others (same values; under FIML its GFI
   # alone costs an expected information matrix, ~12 s a level at 38 items)
-  fm <- vaar_capture(fitMeasures(fit, VAAR_FIT_MEASURES))$value
+  fm <- vaar_with_fiml_once(fit, fiml, vaar_capture(fitMeasures(fit, VAAR_FIT_MEASURES))$value)
   if (!is.null(fm)) {
     have <- intersect(names(fm), VAAR_FIT_MEASURES)
     out[have] <- as.numeric(fm[have])
@@ -198,7 +192,7 @@ vaar_lend_baseline <- function(fit, baseline_fit) {
 vaar_measure <- function(out) {
   out$row <- c(list(level = out$level, converged = isTRUE(lavInspect(out$fit, "converged")),
                     post_check = out$post_check),
-               as.list(vaar_fit_measures(out$fit, if (is.null(out$fiml)) list() else out$fiml)))
+               as.list(vaar_fit_measures(out$fit, out$fiml)))
   out
 }
 
